@@ -1,0 +1,1 @@
+"""Domain logic of the rollback coordinator. Nothing in this package imports Airflow."""
