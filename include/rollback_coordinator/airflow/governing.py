@@ -1,0 +1,125 @@
+"""Ask the governor from inside a task, and turn its decision into what happens to the run."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from rollback_coordinator.airflow.runtime import RunContext, utc_now
+from rollback_coordinator.core.decisions import (
+    Actors,
+    Artifact,
+    Authorize,
+    Decision,
+    Deny,
+    Escalate,
+    GovernorRequest,
+    RepoContext,
+    RequestClarification,
+    Scope,
+    TerminateRun,
+    describe,
+)
+from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.governor import governor_for
+from rollback_coordinator.core.plan import Plan
+
+
+def build_request(
+    ctx: RunContext,
+    plan: Plan,
+    digest: str,
+    *,
+    action: str,
+    service: str | None,
+    approvers: list[str],
+    repo_ref: str,
+    extra_artifacts: list[Artifact] | None = None,
+) -> GovernorRequest:
+    subject = f"service {service} of batch {plan.batch}" if service else f"batch {plan.batch}"
+    return GovernorRequest(
+        intent=f"roll back {subject}" + (f": {plan.reason}" if plan.reason else ""),
+        action=action,
+        scope=Scope(batch=plan.batch, service=service, environment=plan.environment),
+        artifacts=[
+            Artifact(kind="plan", ref=f"plans/{plan.batch}/{digest}.json", sha256=digest),
+            *(extra_artifacts or []),
+        ],
+        repo=RepoContext(url=plan.repo, ref=repo_ref),
+        freeze_acknowledged=False,
+        profile=plan.profile,
+        actors=Actors(planner=plan.author, runner=ctx.runner, approvers=sorted(set(approvers))),
+    )
+
+
+def ask(ctx: RunContext, request: GovernorRequest, log: logging.Logger) -> Decision:
+    """Return the governor's decision; any failure to get one is a DENY (fail closed)."""
+    try:
+        decision = governor_for(ctx.governance).decide(request)
+    except CoordinatorError as error:
+        decision = _no_answer(request, str(error))
+    except Exception as error:  # noqa: BLE001 - any governor fault must deny, never crash open
+        log.exception("governor failed on request %s", request.request_id)
+        decision = _no_answer(request, f"{type(error).__name__}: {error}")
+
+    scope = request.scope
+    log.info(
+        "governor decision for %s on batch %s%s (%s): %s",
+        request.action,
+        scope.batch,
+        f", service {scope.service}" if scope.service else "",
+        scope.environment,
+        describe(decision),
+    )
+    return decision
+
+
+def decision_record(request: GovernorRequest, decision: Decision) -> dict[str, Any]:
+    return {
+        "request": request.model_dump(mode="json"),
+        "decision": decision.model_dump(mode="json"),
+        "decided_at": utc_now(),
+    }
+
+
+def enforce(ctx: RunContext, decision: Decision, request: GovernorRequest) -> Authorize | Escalate:
+    """Fail the step for every decision but AUTHORIZE and ESCALATE, which the caller handles."""
+    where = f"{request.action} on batch {request.scope.batch}"
+    if request.scope.service:
+        where += f", service {request.scope.service}"
+
+    if isinstance(decision, (Authorize, Escalate)):
+        return decision
+    if isinstance(decision, Deny):
+        raise AirflowFailException(
+            f"governor denied {where}: {decision.reason} (rule {decision.violated_rule}, "
+            f"decision {decision.decision_id}); nothing was executed"
+        )
+    if isinstance(decision, RequestClarification):
+        raise AirflowFailException(
+            f"governor needs '{decision.missing_artifact}' before it can decide {where} "
+            f"(decision {decision.decision_id}); nothing was executed"
+        )
+    if isinstance(decision, TerminateRun):
+        ctx.terminate({"decision": decision.model_dump(mode="json"), "at": utc_now()})
+        raise AirflowFailException(
+            f"governor terminated the run at {where}: {decision.reason} "
+            f"(decision {decision.decision_id}); no further step will run"
+        )
+    raise AirflowFailException(f"governor returned an unknown decision for {where}")
+
+
+def _no_answer(request: GovernorRequest, why: str) -> Deny:
+    rule = "governor.unavailable"
+    from rollback_coordinator.core.decisions import decision_id
+
+    return Deny(
+        decision="DENY",
+        decision_id=decision_id(request, "DENY", rule),
+        rule=rule,
+        action=request.action,
+        reason=f"no valid decision from the governor: {why}",
+        violated_rule=rule,
+    )

@@ -1,0 +1,1 @@
+"""Operators of a rollback DAG: plan authorization, service steps and the final audit."""

@@ -1,0 +1,144 @@
+"""The first step of every run: settle the plan, check it still fits, and have it authorized."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from rollback_coordinator.airflow import governing
+from rollback_coordinator.airflow.runtime import RunContext, run_context, utc_now
+from rollback_coordinator.core.batches import Batch
+from rollback_coordinator.core.decisions import Escalate
+from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.plan import Plan, file_sha256, plan_digest, plan_path, read_plan, write_plan
+from rollback_coordinator.core.planner import PlanRequest, build_plan
+from rollback_coordinator.core.registry import BatchRegistry
+from rollback_coordinator.core.render import plan_lines
+
+
+class AuthorizePlanOperator(BaseOperator):
+    """Build or load the run's plan, check it against the DAG and the files, then authorize it.
+
+    A run started with ``plan_sha256`` executes exactly that plan file, made earlier with
+    ``rollback-coordinator plan``. Without it, a fresh plan is built from the trigger form, and
+    the user who triggered the run is its author.
+    """
+
+    template_fields: Sequence[str] = ()
+    ui_color = "#ede7f6"
+
+    def __init__(self, *, batch_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_id = batch_id
+
+    def execute(self, context: Any) -> dict[str, str]:
+        started_at = utc_now()
+        ctx = run_context(context, self.batch_id)
+        try:
+            plan, digest = self._settle_plan(ctx, context["params"])
+        except CoordinatorError as error:
+            self._record(ctx, started_at, "failed", error=str(error))
+            raise AirflowFailException(str(error)) from None
+
+        for line in plan_lines(plan, digest):
+            self.log.info("%s", line)
+        self._check_fits(ctx, plan, digest, context["dag"].task_ids)
+
+        request = governing.build_request(
+            ctx, plan, digest,
+            action="rollback.plan",
+            service=None,
+            approvers=[],
+            repo_ref=plan.phases[0].from_ref,
+        )
+        decision = governing.ask(ctx, request, self.log)
+        details = {"plan_sha256": digest, **governing.decision_record(request, decision)}
+        try:
+            outcome = governing.enforce(ctx, decision, request)
+        except AirflowFailException:
+            self._record(ctx, started_at, "failed", **details)
+            raise
+        if isinstance(outcome, Escalate):
+            self._record(ctx, started_at, "failed", **details)
+            raise AirflowFailException(
+                f"governor escalated plan {digest[:12]} of batch {plan.batch} to role "
+                f"'{outcome.human_review_required}'; plan-level review is not automated: have "
+                f"that role make the plan with 'rollback-coordinator plan' and execute it"
+            )
+        self._record(ctx, started_at, "succeeded", **details)
+        return {"sha256": digest, "path": str(plan_path(ctx.places.plans_dir, plan.batch, digest))}
+
+    def _settle_plan(self, ctx: RunContext, params: Any) -> tuple[Plan, str]:
+        requested = str(params.get("plan_sha256") or "").strip()
+        if requested:
+            path = plan_path(ctx.places.plans_dir, self.batch_id, requested)
+            plan, digest = read_plan(path, expected_sha256=requested)
+            if plan.batch != self.batch_id:
+                raise CoordinatorError(
+                    f"plan {requested[:12]} is for batch {plan.batch}, not {self.batch_id}"
+                )
+            self.log.info("executing plan %s made by %s at %s", digest, plan.author, plan.created_at)
+            return plan, digest
+
+        registry = BatchRegistry(ctx.places.registry_file).load()
+        batches: dict[str, Batch] = {key: item.batch for key, item in registry.batches.items()}
+        if self.batch_id not in registry.batches:
+            raise CoordinatorError(f"batch {self.batch_id} is no longer in the registry")
+        request = PlanRequest(
+            batch=self.batch_id,
+            profile=str(params.get("profile") or "flow"),
+            environment=str(params.get("environment") or ctx.governance.default_environment),
+            author=ctx.runner,
+            reason=str(params.get("reason") or ""),
+            dry_run=bool(params.get("dry_run")),
+            cascade=bool(params.get("cascade")),
+        )
+        plan = build_plan(request, batches, ctx.services, registry.batches[self.batch_id].repo)
+        digest = plan_digest(plan)
+        write_plan(plan, plan_path(ctx.places.plans_dir, plan.batch, digest))
+        self.log.info("built plan %s for batch %s, authored by %s", digest, plan.batch, plan.author)
+        return plan, digest
+
+    def _check_fits(self, ctx: RunContext, plan: Plan, digest: str, task_ids: Any) -> None:
+        """Refuse a plan whose services the DAG lacks or whose scripts changed since planning."""
+        known = set(task_ids)
+        for step in plan.service_steps():
+            missing = [kind for kind in step.steps if f"{step.group_id}.{kind}" not in known]
+            if missing:
+                raise AirflowFailException(
+                    f"plan {digest[:12]} needs steps {', '.join(missing)} of {step.group_id}, "
+                    f"which this DAG lacks: the registry or services.yaml changed since the "
+                    f"plan was made; plan again"
+                )
+            if file_sha256_or_none(step.script) != step.script_sha256:
+                raise AirflowFailException(
+                    f"rollback script {step.script} of {step.group_id} changed after plan "
+                    f"{digest[:12]} was made; plan again"
+                )
+
+    def _record(self, ctx: RunContext, started_at: str, outcome: str, **details: Any) -> None:
+        ctx.records.write_step(
+            self.task_id,
+            {
+                "task_id": self.task_id,
+                "batch": self.batch_id,
+                "step": "authorize_plan",
+                "outcome": outcome,
+                "runner": ctx.runner,
+                "started_at": started_at,
+                "ended_at": utc_now(),
+                **details,
+            },
+        )
+
+
+def file_sha256_or_none(path: str) -> str | None:
+    try:
+        from pathlib import Path
+
+        return file_sha256(Path(path))
+    except OSError:
+        return None

@@ -1,0 +1,286 @@
+"""Operators for the steps of one service: health checks, migration verification, the script."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from rollback_coordinator.airflow import governing
+from rollback_coordinator.airflow.steps import StepEnvironment, load_step
+from rollback_coordinator.core.decisions import Artifact, Escalate
+from rollback_coordinator.core.health import HealthResult, check_command, check_http, check_tcp
+from rollback_coordinator.core.migration_state import verify_with_state_command
+from rollback_coordinator.core.plan import file_sha256
+from rollback_coordinator.core.registry import BatchRegistry
+from rollback_coordinator.core.scripts import ScriptContext, run_script, script_environment
+
+
+def script_context(env: StepEnvironment) -> ScriptContext:
+    return ScriptContext(
+        batch=env.step.batch,
+        service=env.step.service,
+        profile=env.plan.profile,
+        run_id=env.ctx.run_id,
+        plan_digest=env.digest,
+        dry_run=env.plan.dry_run,
+        from_ref=env.phase.from_ref,
+        to_ref=env.phase.to_ref,
+        repo=env.plan.repo,
+        config_dir=str(env.ctx.places.config_dir),
+        data_dir=str(env.ctx.places.data_dir),
+    )
+
+
+class _ServiceStepOperator(BaseOperator):
+    """Common ground of the steps in a service's task group."""
+
+    # Nothing from a batch, a commit or a trigger form is ever rendered as a Jinja template.
+    template_fields: Sequence[str] = ()
+    step_kind = ""
+
+    def __init__(self, *, batch_id: str, group_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_id = batch_id
+        self.group_id = group_id
+
+    def execute(self, context: Any) -> Any:
+        env = load_step(context, self.batch_id, self.group_id)
+        return self.run_step(env, context)
+
+    def run_step(self, env: StepEnvironment, context: Any) -> Any:
+        raise NotImplementedError
+
+
+class HealthCheckOperator(_ServiceStepOperator):
+    """Check a service's health before or after its rollback, as services.yaml describes."""
+
+    ui_color = "#e3f2fd"
+
+    def __init__(self, *, when: Literal["before", "after"], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.when = when
+        self.step_kind = f"health_{when}"
+
+    def run_step(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
+        services = env.ctx.services
+        check = services.services[env.step.service].health_check
+        if check is None:
+            raise AirflowFailException(
+                f"service {env.step.service} has no health_check in {services.source}, "
+                f"but the plan has a health step for it; plan again"
+            )
+
+        result = _run_health_check(check, services, env)
+        self.log.info(
+            "batch %s, service %s, health %s the rollback: %s (%s %s, %s, %.2f s)",
+            env.step.batch,
+            env.step.service,
+            self.when,
+            "healthy" if result.healthy else "UNHEALTHY",
+            result.kind,
+            result.target,
+            result.detail,
+            result.duration_s,
+        )
+        record = {
+            "kind": result.kind,
+            "target": result.target,
+            "healthy": result.healthy,
+            "detail": result.detail,
+            "duration_s": round(result.duration_s, 3),
+        }
+        env.record(self.task_id, self.step_kind, "succeeded" if result.healthy else "failed",
+                   health=record)
+        if not result.healthy:
+            raise AirflowFailException(
+                f"service {env.step.service} is unhealthy {self.when} the rollback: "
+                f"{result.detail} ({result.kind} {result.target})"
+            )
+        return record
+
+
+def _run_health_check(check: Any, services: Any, env: StepEnvironment) -> HealthResult:
+    if check.kind == "http":
+        return check_http(check.http, expect_status=check.expect_status, timeout_s=check.timeout)
+    if check.kind == "tcp":
+        return check_tcp(check.tcp, timeout_s=check.timeout)
+    argv = services.command_argv(list(check.command))
+    extra = dict(services.services[env.step.service].env)
+    environment = script_environment(script_context(env).environment(), extra)
+    return check_command(argv, timeout_s=check.timeout, cwd=services.base_dir, env=environment)
+
+
+class VerifyMigrationsOperator(_ServiceStepOperator):
+    """Prove the service's database can be rewound, then ask the governor to rewind it."""
+
+    ui_color = "#fff3e0"
+    step_kind = "verify_migrations"
+
+    def run_step(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
+        services = env.ctx.services
+        service = services.services[env.step.service]
+        migrations = service.migrations
+        if migrations is None or migrations.state_command is None:
+            raise AirflowFailException(
+                f"service {env.step.service}: migrations in {services.source} need a "
+                f"state_command to verify the database before a rollback"
+            )
+
+        expected = batch_migrations(env, migrations.directory)
+        self.log.info(
+            "batch %s, service %s: verifying %s migrations %s with the state command",
+            env.step.batch,
+            env.step.service,
+            migrations.tool,
+            ", ".join(expected) or "(none found in the batch)",
+        )
+        verdict = verify_with_state_command(
+            services.command_argv(list(migrations.state_command)),
+            tool=migrations.tool,
+            expected=expected,
+            context_env=script_context(env).environment(),
+            extra_env=dict(service.env),
+            cwd=services.base_dir,
+            timeout_s=service.timeout,
+            on_line=lambda line: self.log.info("[state command] %s", line),
+        )
+        self.log.info(
+            "batch %s, service %s: migration state %s: %s",
+            env.step.batch,
+            env.step.service,
+            "safe to rewind" if verdict.safe else "NOT safe to rewind",
+            verdict.reason,
+        )
+        state = verdict.to_record()
+        if not verdict.safe:
+            env.record(self.task_id, self.step_kind, "failed", migration_state=state)
+            raise AirflowFailException(
+                f"service {env.step.service}: database cannot be rewound: {verdict.reason}"
+            )
+
+        request = governing.build_request(
+            env.ctx,
+            env.plan,
+            env.digest,
+            action="migration.rewind",
+            service=env.step.service,
+            approvers=[],
+            repo_ref=env.phase.from_ref,
+            extra_artifacts=[
+                Artifact(
+                    kind="migration_state",
+                    ref=f"runs/{env.step.batch}/{env.step.group_id}/migration_state",
+                    sha256=verdict.sha256,
+                )
+            ],
+        )
+        decision = governing.ask(env.ctx, request, self.log)
+        details = {"migration_state": state, **governing.decision_record(request, decision)}
+        try:
+            outcome = governing.enforce(env.ctx, decision, request)
+        except AirflowFailException:
+            env.record(self.task_id, self.step_kind, "failed", **details)
+            raise
+        if isinstance(outcome, Escalate):
+            env.record(self.task_id, self.step_kind, "failed", **details)
+            raise AirflowFailException(
+                f"governor asks for review by '{outcome.human_review_required}' before the "
+                f"database of {env.step.service} is rewound; approve the service and run again"
+            )
+        env.record(self.task_id, self.step_kind, "succeeded", **details)
+        return {"safe": True, "sha256": verdict.sha256}
+
+
+def batch_migrations(env: StepEnvironment, directory: str | None) -> list[str]:
+    """Return the migrations the batch changed: the first path part below the folder."""
+    if not directory:
+        return []
+    registered = BatchRegistry(env.ctx.places.registry_file).load().batches.get(env.phase.batch)
+    if registered is None:
+        return []
+    prefix = directory.rstrip("/") + "/"
+    names: list[str] = []
+    for path in registered.batch.files:
+        if path.startswith(prefix):
+            name = Path(path[len(prefix):]).parts[0]
+            if name not in names and not name.endswith(".toml"):
+                names.append(name)
+    return names
+
+
+class RollbackScriptOperator(_ServiceStepOperator):
+    """Run a service's rollback script, as an argument list, with its context in the environment."""
+
+    ui_color = "#ffebee"
+    step_kind = "rollback"
+
+    def run_step(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
+        services = env.ctx.services
+        service = services.services[env.step.service]
+        script = Path(env.step.script)
+        self._check_script_unchanged(env, script)
+
+        timeout_s = float(service.timeout)
+        authorization = context["ti"].xcom_pull(task_ids=f"{self.group_id}.authorize") or {}
+        limit = (authorization.get("constraints") or {}).get("timeout_s")
+        if isinstance(limit, (int, float)) and 0 < limit < timeout_s:
+            timeout_s = float(limit)
+
+        if env.plan.dry_run and not service.supports_dry_run:
+            self.log.info(
+                "batch %s, service %s: dry run, and the script does not declare "
+                "supports_dry_run, so it is not started: would run %s to go back to %s",
+                env.step.batch, env.step.service, script, env.phase.to_ref,
+            )
+            env.record(self.task_id, self.step_kind, "dry run", script=str(script))
+            return {"dry_run": True}
+
+        self.log.info(
+            "batch %s, service %s: running %s to go back from %s to %s (timeout %.0f s)",
+            env.step.batch, env.step.service, script, env.phase.from_ref, env.phase.to_ref,
+            timeout_s,
+        )
+        result = run_script(
+            [str(script)],
+            context_env=script_context(env).environment(),
+            extra_env=dict(service.env),
+            cwd=services.base_dir,
+            timeout_s=timeout_s,
+            on_line=lambda line: self.log.info("[%s] %s", env.step.service, line),
+        )
+        summary = {
+            "script": str(script),
+            "returncode": result.returncode,
+            "timed_out": result.timed_out,
+            "duration_s": round(result.duration_s, 3),
+            "output_sha256": result.output_sha256,
+            "output_truncated": result.output_truncated,
+        }
+        self.log.info(
+            "batch %s, service %s: script exited %s after %.2f s (output sha256 %s)",
+            env.step.batch, env.step.service, result.returncode, result.duration_s,
+            result.output_sha256,
+        )
+        if not result.ok:
+            env.record(self.task_id, self.step_kind, "failed", result=summary)
+            why = "timed out" if result.timed_out else f"exited {result.returncode}"
+            raise AirflowFailException(
+                f"rollback script of service {env.step.service} {why}: {script}"
+            )
+        env.record(self.task_id, self.step_kind, "succeeded", result=summary)
+        return summary
+
+    def _check_script_unchanged(self, env: StepEnvironment, script: Path) -> None:
+        try:
+            current = file_sha256(script)
+        except OSError as error:
+            raise AirflowFailException(f"rollback script {script} is not readable: {error}") from None
+        if current != env.step.script_sha256:
+            raise AirflowFailException(
+                f"rollback script {script} changed after plan {env.digest[:12]} was made "
+                f"(sha256 {current}, planned {env.step.script_sha256}); plan again"
+            )

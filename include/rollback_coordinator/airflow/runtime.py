@@ -1,0 +1,93 @@
+"""What every task of a rollback run needs: its folders, its configuration, its plan, its runner."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.governance import Governance, load_governance
+from rollback_coordinator.core.plan import Plan, plan_path, read_plan
+from rollback_coordinator.core.run_records import RunRecords
+from rollback_coordinator.core.services import ServiceMap, load_services
+from rollback_coordinator.core.settings import Locations, locations
+
+PLAN_TASK_ID = "authorize_plan"
+AUDIT_TASK_ID = "audit"
+TERMINATED_RECORD = "run_terminated"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def runner_of(dag_run: Any) -> str:
+    """Return who runs this rollback, as Airflow recorded it; never a value typed into a form."""
+    user = getattr(dag_run, "triggering_user_name", None)
+    if user:
+        return str(user)
+    return f"airflow:{getattr(dag_run, 'run_type', 'unknown')}"
+
+
+@dataclass
+class RunContext:
+    """The view of one rollback run that a task works from."""
+
+    batch_id: str
+    run_id: str
+    runner: str
+    places: Locations = field(default_factory=locations)
+
+    @cached_property
+    def records(self) -> RunRecords:
+        return RunRecords(self.places.runs_dir, self.batch_id, self.run_id)
+
+    @cached_property
+    def services(self) -> ServiceMap:
+        return _fail_on_config_error(lambda: load_services(self.places.services_file))
+
+    @cached_property
+    def governance(self) -> Governance:
+        return _fail_on_config_error(lambda: load_governance(self.places.governance_file))
+
+    def plan(self, ti: Any) -> tuple[Plan, str]:
+        """Load the plan that the plan authorization step approved for this run."""
+        authorized = ti.xcom_pull(task_ids=PLAN_TASK_ID)
+        if not authorized or "sha256" not in authorized:
+            raise AirflowFailException(
+                f"batch {self.batch_id}: no authorized plan for run {self.run_id}; "
+                f"the '{PLAN_TASK_ID}' step must succeed first"
+            )
+        path = plan_path(self.places.plans_dir, self.batch_id, authorized["sha256"])
+        try:
+            return read_plan(path, expected_sha256=authorized["sha256"])
+        except CoordinatorError as error:
+            raise AirflowFailException(str(error)) from None
+
+    def terminated(self) -> dict[str, Any] | None:
+        path = self.records.folder / f"{TERMINATED_RECORD}.json"
+        if not path.exists():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def terminate(self, reason: dict[str, Any]) -> None:
+        self.records.folder.mkdir(parents=True, exist_ok=True)
+        path = self.records.folder / f"{TERMINATED_RECORD}.json"
+        path.write_text(json.dumps(reason, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def run_context(context: Any, batch_id: str) -> RunContext:
+    dag_run = context["dag_run"]
+    return RunContext(batch_id=batch_id, run_id=dag_run.run_id, runner=runner_of(dag_run))
+
+
+def _fail_on_config_error(load: Any) -> Any:
+    try:
+        return load()
+    except CoordinatorError as error:
+        raise AirflowFailException(str(error)) from None

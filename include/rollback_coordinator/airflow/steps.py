@@ -1,0 +1,74 @@
+"""Loading the current service step of a run, and recording what a step did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from rollback_coordinator.airflow.runtime import RunContext, run_context, utc_now
+from rollback_coordinator.core.plan import Phase, Plan, ServiceStep
+
+
+@dataclass
+class StepEnvironment:
+    """A service step as one task sees it: the run, its plan, and this service's entry in it."""
+
+    ctx: RunContext
+    plan: Plan
+    digest: str
+    step: ServiceStep
+    phase: Phase
+    started_at: str
+
+    def record(self, task_id: str, kind: str, outcome: str, **details: Any) -> None:
+        """Write this step's record, which the audit step and `status` read back."""
+        self.ctx.records.write_step(
+            task_id,
+            {
+                "task_id": task_id,
+                "batch": self.step.batch,
+                "service": self.step.service,
+                "group_id": self.step.group_id,
+                "step": kind,
+                "outcome": outcome,
+                "started_at": self.started_at,
+                "ended_at": utc_now(),
+                "plan_sha256": self.digest,
+                **details,
+            },
+        )
+
+
+def load_step(context: Any, batch_id: str, group_id: str) -> StepEnvironment:
+    """Return the step's view of the run, or stop the task if it must not run.
+
+    A group the run's plan leaves out (not deployed in the run's environment, say) is skipped;
+    a run the governor terminated fails every step that has not run yet.
+    """
+    started_at = utc_now()
+    ctx = run_context(context, batch_id)
+    terminated = ctx.terminated()
+    if terminated:
+        decision = terminated.get("decision", {})
+        raise AirflowFailException(
+            f"batch {batch_id}: run {ctx.run_id} was terminated by governor decision "
+            f"{decision.get('decision_id', '?')} ({decision.get('reason', 'no reason given')}); "
+            f"{group_id} not run"
+        )
+
+    plan, digest = ctx.plan(context["ti"])
+    step = plan.find(group_id)
+    if step is None:
+        reasons = dict(plan.skipped)
+        why = reasons.get(group_id, "not part of this run's plan")
+        raise AirflowSkipException(f"batch {batch_id}: service {group_id} skipped: {why}")
+    return StepEnvironment(
+        ctx=ctx,
+        plan=plan,
+        digest=digest,
+        step=step,
+        phase=plan.phase_of(group_id),
+        started_at=started_at,
+    )

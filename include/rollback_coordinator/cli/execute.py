@@ -1,0 +1,101 @@
+"""`execute`: start the batch's rollback run with exactly the given plan.
+
+Through the REST API of a running Airflow when ROLLBACK_AIRFLOW_URL is set, otherwise in this
+process on the local Airflow installation (``dag.test()``), waiting for the run to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from rollback_coordinator.cli.output import EXIT_OK, EXIT_RUN_FAILED, Printer
+from rollback_coordinator.core.batch_id import dag_id_for
+from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.plan import plan_path, read_plan, write_plan
+from rollback_coordinator.core.settings import locations
+
+AIRFLOW_URL_VARIABLE = "ROLLBACK_AIRFLOW_URL"
+
+
+class ExecuteError(CoordinatorError):
+    exit_code = EXIT_RUN_FAILED
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "execute",
+        help="start the rollback run of a plan file",
+        description=(
+            "Start the batch's rollback DAG with exactly this plan. A plan file changed since "
+            "it was made is refused. With ROLLBACK_AIRFLOW_URL set (and ROLLBACK_AIRFLOW_USERNAME, "
+            "ROLLBACK_AIRFLOW_PASSWORD), the run is triggered through that Airflow's REST API; "
+            "otherwise it runs in this process on the local Airflow installation and the "
+            "command waits for it to end."
+        ),
+    )
+    parser.add_argument("plan_file", type=Path, help="plan file written by 'rollback-coordinator plan'")
+    return parser
+
+
+def run(args: argparse.Namespace, printer: Printer) -> int:
+    plan, digest = read_plan(args.plan_file)
+    places = locations()
+    stored = plan_path(places.plans_dir, plan.batch, digest)
+    if not stored.exists():
+        write_plan(plan, stored)
+    dag_id = dag_id_for(plan.batch)
+    conf = {"plan_sha256": digest}
+
+    if os.environ.get(AIRFLOW_URL_VARIABLE):
+        from rollback_coordinator.cli.airflow_api import AirflowApi
+
+        api = AirflowApi.from_environment()
+        dag_run = api.trigger(dag_id, conf)
+        printer.result(
+            {"batch": plan.batch, "dag_id": dag_id, "sha256": digest, "dag_run": dag_run},
+            [
+                f"triggered {dag_id} run {dag_run['dag_run_id']} with plan {digest}",
+                f"follow it with: rollback-coordinator status {plan.batch}",
+            ],
+        )
+        return EXIT_OK
+
+    state, run_id = run_in_process(dag_id, conf)
+    printer.result(
+        {"batch": plan.batch, "dag_id": dag_id, "sha256": digest, "run_id": run_id, "state": state},
+        [
+            f"run {run_id} of {dag_id} with plan {digest[:12]}: {state}",
+            f"details: rollback-coordinator status {plan.batch}",
+        ],
+    )
+    return EXIT_OK if state == "success" else EXIT_RUN_FAILED
+
+
+def run_in_process(dag_id: str, conf: dict[str, str]) -> tuple[str, str]:
+    """Run the DAG through Airflow's own dag.test() and return the run's state and id."""
+    from airflow.configuration import conf as airflow_conf
+    from airflow.dag_processing.dagbag import DagBag
+
+    _ensure_metadata_database()
+    dags_folder = airflow_conf.get("core", "dags_folder")
+    bag = DagBag(dag_folder=dags_folder, include_examples=False)
+    dag = bag.dags.get(dag_id)
+    if dag is None:
+        errors = "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())
+        raise ExecuteError(
+            f"no DAG {dag_id} in {dags_folder}"
+            + (f" (import errors: {errors})" if errors else "; is the batch registered?")
+        )
+    dag_run = dag.test(run_conf=conf)
+    return str(dag_run.state), dag_run.run_id
+
+
+def _ensure_metadata_database() -> None:
+    from airflow.utils.db import check_migrations, upgradedb
+
+    try:
+        check_migrations(timeout=0)
+    except TimeoutError:
+        upgradedb()

@@ -1,0 +1,62 @@
+"""Argument parsing and dispatch for the rollback-coordinator console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rollback_coordinator.cli import approve, execute, plan, status
+from rollback_coordinator.cli.output import (
+    EXIT_INVALID,
+    EXIT_REFUSED,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    Printer,
+)
+from rollback_coordinator.core.errors import ConfigError, CoordinatorError, OverlapError
+
+EPILOG = f"""\
+exit codes:
+  0  success
+  {EXIT_RUN_FAILED}  the rollback run failed
+  {EXIT_USAGE}  invalid command line
+  {EXIT_INVALID}  invalid input: a configuration file, a plan file, a batch id, a repository
+  {EXIT_REFUSED}  refused: an overlapping newer batch, a changed plan, an approval not allowed
+
+Configuration is read from ROLLBACK_CONFIG_DIR, data from ROLLBACK_DATA_DIR.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollback-coordinator",
+        description="Plan, run and inspect governed rollbacks of deployment batches.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (plan, execute, status, approve):
+        sub = module.add_parser(commands)
+        sub.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    printer = Printer(args.json)
+    try:
+        return args.run(args, printer)
+    except OverlapError as error:
+        return printer.error(str(error), EXIT_REFUSED)
+    except ConfigError as error:
+        return printer.error(str(error), EXIT_INVALID)
+    except CoordinatorError as error:
+        return printer.error(str(error), getattr(error, "exit_code", EXIT_INVALID))
+    except KeyboardInterrupt:
+        return printer.error("interrupted", EXIT_RUN_FAILED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

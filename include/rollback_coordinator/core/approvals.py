@@ -1,0 +1,172 @@
+"""Approval records: who approved which service of which plan, in which role.
+
+Each record is bound to a plan digest, so an approval never carries over to a changed plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.governance import PROFILES, Governance
+from rollback_coordinator.core.plan import Plan
+
+
+class ApprovalError(CoordinatorError):
+    """An approval that the roles or the separation rules do not allow."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    batch: str
+    service: str
+    role: str
+    user: str
+    plan_sha256: str
+    approved_at: str
+    via: str
+
+    @classmethod
+    def now(cls, **fields: str) -> "Approval":
+        stamp = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        return cls(approved_at=stamp, **fields)
+
+
+class ApprovalStore:
+    """Approval records under one folder: <batch>/<plan digest>/<service group>/<role>--<user>.json."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def record(self, approval: Approval, group_id: str) -> Path:
+        folder = self.root / approval.batch / approval.plan_sha256 / group_id
+        folder.mkdir(parents=True, exist_ok=True)
+        # A hash keeps user names, which come from outside, out of file names.
+        user_key = hashlib.sha256(approval.user.encode()).hexdigest()[:16]
+        path = folder / f"{approval.role}--{user_key}.json"
+        with tempfile.NamedTemporaryFile(
+            "w", dir=folder, prefix=".approval.", delete=False, encoding="utf-8"
+        ) as handle:
+            json.dump(asdict(approval), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(handle.name, path)
+        return path
+
+    def request(self, batch: str, plan_sha256: str, group_id: str, roles: list[str], why: str) -> None:
+        """Record that a run waits for approvals, so `approve` and `status` can find it."""
+        folder = self.root / batch / plan_sha256 / group_id
+        folder.mkdir(parents=True, exist_ok=True)
+        document = {
+            "batch": batch,
+            "plan_sha256": plan_sha256,
+            "group_id": group_id,
+            "roles": sorted(set(roles)),
+            "why": why,
+            "requested_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        }
+        path = folder / "REQUEST.json"
+        if path.exists() and json.loads(path.read_text(encoding="utf-8"))["roles"] == document["roles"]:
+            return
+        with tempfile.NamedTemporaryFile(
+            "w", dir=folder, prefix=".request.", delete=False, encoding="utf-8"
+        ) as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(handle.name, path)
+
+    def requests(self, batch: str) -> list[dict]:
+        """Return the approval requests of a batch, newest first."""
+        found = []
+        for path in (self.root / batch).glob("*/*/REQUEST.json"):
+            try:
+                found.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return sorted(found, key=lambda item: item.get("requested_at", ""), reverse=True)
+
+    def requested_roles(self, batch: str, plan_sha256: str, group_id: str) -> list[str]:
+        path = self.root / batch / plan_sha256 / group_id / "REQUEST.json"
+        try:
+            return list(json.loads(path.read_text(encoding="utf-8"))["roles"])
+        except (OSError, ValueError, KeyError):
+            return []
+
+    def list(self, batch: str, plan_sha256: str, group_id: str) -> list[Approval]:
+        folder = self.root / batch / plan_sha256 / group_id
+        if not folder.is_dir():
+            return []
+        approvals = []
+        for path in sorted(folder.glob("*--*.json")):
+            try:
+                approvals.append(Approval(**json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, TypeError):
+                # An unreadable record never counts as an approval.
+                continue
+        return approvals
+
+
+def check_approval(
+    approval: Approval,
+    plan: Plan,
+    group_id: str,
+    governance: Governance,
+    runner: str | None = None,
+    escalation_roles: list[str] | None = None,
+) -> None:
+    """Raise ApprovalError unless this person may approve this service of this plan.
+
+    escalation_roles are roles a governor asked for with ESCALATE, beyond the service's own.
+    """
+    step = plan.find(group_id)
+    if step is None:
+        services = ", ".join(item.group_id for item in plan.service_steps())
+        raise ApprovalError(
+            f"plan {approval.plan_sha256[:12]} of batch {plan.batch} has no service '{group_id}' "
+            f"(services: {services})"
+        )
+    allowed = [*step.approvals, *(escalation_roles or [])]
+    if approval.role not in allowed:
+        needed = ", ".join(allowed) or "none"
+        raise ApprovalError(
+            f"service '{group_id}' does not need a '{approval.role}' approval (roles needed: {needed})"
+        )
+    if not governance.holds_role(approval.user, approval.role):
+        raise ApprovalError(
+            f"user '{approval.user}' does not hold role '{approval.role}' in governance.yaml "
+            f"(holders: {', '.join(governance.roles.get(approval.role, [])) or 'none'})"
+        )
+
+    separation = PROFILES[plan.profile].separation
+    if separation == "full_split" and approval.user in (plan.author, runner):
+        raise ApprovalError(
+            f"the strict profile needs approvers other than the planner and the runner; "
+            f"'{approval.user}' planned or runs this rollback"
+        )
+
+
+def satisfied_roles(
+    approvals: list[Approval],
+    plan: Plan,
+    group_id: str,
+    governance: Governance,
+    runner: str | None,
+    escalation_roles: list[str] | None = None,
+) -> tuple[list[Approval], list[str]]:
+    """Return the valid approvals and the roles still waiting for one."""
+    step = plan.find(group_id)
+    required = [*(step.approvals if step else ()), *(escalation_roles or [])]
+    valid = []
+    for approval in approvals:
+        try:
+            check_approval(approval, plan, group_id, governance, runner, escalation_roles)
+        except ApprovalError:
+            continue
+        valid.append(approval)
+    missing = [role for role in required if not any(item.role == role for item in valid)]
+    return valid, missing

@@ -1,0 +1,921 @@
+"""The services file (services.yaml): pydantic models, path globs and a strict loader.
+
+Relative paths in the file resolve against the folder that contains it, as in compose files.
+``load_services`` reports the first problem as a one-line ConfigError that names the file,
+the line, the service and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rollback_coordinator.core.errors import ConfigError
+from rollback_coordinator.core.settings import CONFIG_DIR_VARIABLE
+
+# Service names become Airflow task group ids, so they are kept to a conservative subset.
+SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+ROLE_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
+ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
+ENV_KEY_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+CONNECTION_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# The coordinator sets ROLLBACK_* variables itself, so a service must not override them.
+RESERVED_ENV_PREFIX = "ROLLBACK_"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_TITLE = "Rollback coordinator services.yaml"
+
+MigrationTool = Literal[
+    "prisma",
+    "alembic",
+    "flyway",
+    "django",
+    "rails",
+    "liquibase",
+    "golang-migrate",
+    "atlas",
+    "other",
+]
+
+
+class GlobError(ValueError):
+    """A path glob that cannot be translated. Its message names the glob and the fix."""
+
+
+def glob_to_regex(glob: str) -> str:
+    """Translate a git-style glob over repository-relative file paths to a regex.
+
+    ``**`` as a whole segment matches any number of directories (``a/**`` matches every
+    file below ``a``), ``*`` and ``?`` never match '/', ``[...]`` is a character class
+    (``[!...]`` or ``[^...]`` negates it) and a backslash escapes the next character.
+    A glob is anchored at the repository root, so ``*.sql`` matches only top-level files,
+    unlike a .gitignore line. Use the result with ``re.fullmatch`` and ``re.DOTALL``.
+    """
+    _check_glob_shape(glob)
+    segments = glob.split("/")
+    last = len(segments) - 1
+    regex = ""
+    needs_separator = False
+    for index, segment in enumerate(segments):
+        separator = "/" if needs_separator else ""
+        if segment == "**" and index == last:
+            regex += separator + ".+"
+        elif segment == "**":
+            regex += separator + "(?:.+/)?"
+            needs_separator = False
+        else:
+            regex += separator + _translate_segment(segment, glob)
+            needs_separator = True
+    return regex
+
+
+def _check_glob_shape(glob: str) -> None:
+    if not glob:
+        raise GlobError("empty glob; remove it or write a pattern such as 'db/**'")
+    if glob.startswith("/"):
+        raise GlobError(
+            f"glob {glob!r} is absolute; write it relative to the repository root, "
+            f"such as {glob.lstrip('/')!r}"
+        )
+    for segment in glob.split("/"):
+        if segment in ("", ".", ".."):
+            raise GlobError(
+                f"glob {glob!r} contains an empty, '.' or '..' segment, which never matches "
+                f"a changed file path; write a normalized path such as 'db/**'"
+            )
+
+
+def _translate_segment(segment: str, glob: str) -> str:
+    parts: list[str] = []
+    index = 0
+    while index < len(segment):
+        char = segment[index]
+        if char == "*":
+            # Stars inside a segment ("a**b") behave like a single star, as in git.
+            while index + 1 < len(segment) and segment[index + 1] == "*":
+                index += 1
+            parts.append("[^/]*")
+        elif char == "?":
+            parts.append("[^/]")
+        elif char == "[":
+            character_class, index = _translate_class(segment, index, glob)
+            parts.append(character_class)
+            continue
+        elif char == "\\":
+            if index + 1 == len(segment):
+                raise GlobError(
+                    f"glob {glob!r} ends a segment with a lone backslash; write '\\\\' "
+                    f"for a literal backslash"
+                )
+            index += 1
+            parts.append(re.escape(segment[index]))
+        else:
+            parts.append(re.escape(char))
+        index += 1
+    return "".join(parts)
+
+
+def _translate_class(segment: str, start: int, glob: str) -> tuple[str, int]:
+    """Translate the class that opens at ``segment[start]`` and return it with the next index."""
+    index = start + 1
+    negated = index < len(segment) and segment[index] in "!^"
+    if negated:
+        index += 1
+    body_start = index
+    # A ']' right after the opening bracket is a literal member, as in git and fnmatch.
+    if index < len(segment) and segment[index] == "]":
+        index += 1
+    while index < len(segment) and segment[index] != "]":
+        index += 2 if segment[index] == "\\" else 1
+    if index >= len(segment):
+        raise GlobError(
+            f"glob {glob!r} has an unclosed '['; close the class with ']', or write '\\[' "
+            f"for a literal bracket (a class cannot contain '/')"
+        )
+    body = segment[body_start:index]
+    if "[:" in body:
+        raise GlobError(
+            f"glob {glob!r} uses a POSIX class such as [:alpha:], which is not supported; "
+            f"list the characters instead, such as [a-zA-Z]"
+        )
+    prefix = "^/" if negated else ""
+    return "[" + prefix + _translate_class_body(body) + "]", index + 1
+
+
+def _translate_class_body(body: str) -> str:
+    parts: list[str] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\" and index + 1 < len(body):
+            index += 1
+            parts.append(re.escape(body[index]))
+        elif char == "-" and 0 < index < len(body) - 1:
+            parts.append("-")
+        else:
+            parts.append(re.escape(char))
+        index += 1
+    return "".join(parts)
+
+
+@lru_cache(maxsize=None)
+def compile_globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Compile globs into one pattern that fully matches a path when any glob does.
+
+    Return None for no globs. Raise GlobError for the first invalid glob.
+    """
+    if not globs:
+        return None
+    regexes: list[str] = []
+    for glob in globs:
+        regex = glob_to_regex(glob)
+        try:
+            re.compile(regex)
+        except re.error as error:
+            message = f"glob {glob!r} is invalid ({error}); fix the character class"
+            raise GlobError(message) from None
+        regexes.append(f"(?:{regex})")
+    return re.compile("|".join(regexes), re.DOTALL)
+
+
+def _split_command(value: Any) -> Any:
+    # shlex makes quoting work as in a POSIX shell. The result is an argv list for running
+    # the program without a shell, so nothing expands variables or globs.
+    if not isinstance(value, str):
+        return value
+    try:
+        return shlex.split(value)
+    except ValueError as error:
+        raise ValueError(f"cannot split command {value!r} ({error}); fix the quoting") from None
+
+
+def _check_argv(argv: list[str]) -> list[str]:
+    if not argv or not argv[0]:
+        raise ValueError("the command is empty; give the program and its arguments")
+    return argv
+
+
+def _stringify_env_value(value: Any) -> Any:
+    # Numbers are common in environment values (PORT: 8080) and have one obvious text form.
+    # Booleans do not ("True", "true" or "1"), so they stay invalid and must be quoted.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _check_env_key(key: str) -> str:
+    if not re.fullmatch(ENV_KEY_PATTERN, key):
+        raise ValueError(
+            f"environment key {key!r} is invalid; use uppercase letters, digits and '_', "
+            f"not starting with a digit"
+        )
+    if key.startswith(RESERVED_ENV_PREFIX):
+        raise ValueError(
+            f"environment key {key!r} uses the reserved prefix {RESERVED_ENV_PREFIX}, "
+            f"which the coordinator sets itself; rename the key"
+        )
+    return key
+
+
+def _check_unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{item!r} is listed twice; remove the repeat")
+        seen.add(item)
+    return items
+
+
+def _check_repository_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or not value.strip():
+        raise ValueError(
+            f"{value!r} must be a folder relative to the repository root, without '..', "
+            f"such as 'db/migrations'"
+        )
+    return path.as_posix()
+
+
+def _parse_tcp_address(value: str) -> tuple[str, int]:
+    host, separator, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not separator or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(
+            f"tcp address {value!r} is invalid; write 'host:port' with a port from 1 to 65535, "
+            f"such as '127.0.0.1:5432'"
+        )
+    return host, int(port_text)
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    fix = "write an http or https URL such as 'http://127.0.0.1:8081/health'"
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"URL {value!r} has scheme {parts.scheme!r}; {fix}")
+    try:
+        port_is_valid = parts.port is None or parts.port > 0
+    except ValueError:
+        port_is_valid = False
+    if not parts.hostname or not port_is_valid or any(char.isspace() for char in value):
+        raise ValueError(f"URL {value!r} is invalid; {fix}")
+    return value
+
+
+Argv = Annotated[
+    list[str],
+    BeforeValidator(_split_command, json_schema_input_type=Union[str, list[str]]),
+    AfterValidator(_check_argv),
+]
+ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
+RoleName = Annotated[str, StringConstraints(pattern=ROLE_NAME_PATTERN)]
+EnvironmentName = Annotated[str, StringConstraints(pattern=ENVIRONMENT_NAME_PATTERN)]
+EnvKey = Annotated[str, AfterValidator(_check_env_key)]
+EnvValue = Annotated[
+    str,
+    BeforeValidator(_stringify_env_value, json_schema_input_type=Union[str, int, float]),
+]
+UniqueNames = Annotated[list[str], AfterValidator(_check_unique)]
+UniqueRoles = Annotated[list[RoleName], AfterValidator(_check_unique)]
+UniqueEnvironments = Annotated[list[EnvironmentName], AfterValidator(_check_unique)]
+
+HEALTH_CHECK_KINDS = ("http", "tcp", "command")
+
+
+class HealthCheck(BaseModel):
+    """A probe that shows whether a service is healthy: exactly one of http, tcp or command."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    http: str | None = Field(default=None, description="http or https URL to GET.")
+    expect_status: int = Field(
+        default=200, ge=100, le=599, description="Expected HTTP status (http checks only)."
+    )
+    tcp: str | None = Field(default=None, description="'host:port' that must accept a connection.")
+    command: Argv | None = Field(
+        default=None,
+        description="argv list, or a string split with shlex (never run in a shell). A first "
+        "item containing '/' resolves against the folder of services.yaml.",
+    )
+    timeout: float = Field(default=5, gt=0, description="Seconds before the check fails.")
+
+    @field_validator("http")
+    @classmethod
+    def _http_is_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @field_validator("tcp")
+    @classmethod
+    def _tcp_is_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_tcp_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HealthCheck:
+        configured = [kind for kind in HEALTH_CHECK_KINDS if getattr(self, kind) is not None]
+        if len(configured) != 1:
+            found = ", ".join(configured) if configured else "none"
+            raise ValueError(
+                f"a health check needs exactly one of http, tcp or command (found: {found}); "
+                f"keep one of them"
+            )
+        if self.kind != "http" and "expect_status" in self.model_fields_set:
+            raise ValueError("expect_status applies only to http checks; remove it")
+        return self
+
+    @property
+    def kind(self) -> Literal["http", "tcp", "command"]:
+        if self.http is not None:
+            return "http"
+        if self.tcp is not None:
+            return "tcp"
+        return "command"
+
+    @property
+    def target(self) -> str:
+        """The URL, the 'host:port' or the shell-quoted command, for logs and messages."""
+        if self.http is not None:
+            return self.http
+        if self.tcp is not None:
+            return self.tcp
+        return shlex.join(self.command or [])
+
+    @property
+    def tcp_address(self) -> tuple[str, int] | None:
+        """Host and port of a tcp check, without IPv6 brackets, or None for other kinds."""
+        return None if self.tcp is None else _parse_tcp_address(self.tcp)
+
+
+class Migrations(BaseModel):
+    """Migration settings of a service: the folder of migration files and the state source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tool: MigrationTool = Field(description="Migration tool that owns the migrations.")
+    directory: Annotated[str, AfterValidator(_check_repository_path)] = Field(
+        description="Repository-relative folder that contains the migration files."
+    )
+    state_command: Argv | None = Field(
+        default=None,
+        description="Command that prints the applied migrations, as argv list or shlex string.",
+    )
+    lock_file: str | None = Field(
+        default=None, min_length=1, description="Lock file, relative to the services.yaml folder."
+    )
+    connection_id: Annotated[str, StringConstraints(pattern=CONNECTION_ID_PATTERN)] | None = Field(
+        default=None, description="Airflow connection id of the database."
+    )
+
+    @model_validator(mode="after")
+    def _has_state_source(self) -> Migrations:
+        if self.state_command is None and self.connection_id is None:
+            raise ValueError(
+                "migrations need a state_command or a connection_id to read the applied "
+                "migrations; add one of them"
+            )
+        return self
+
+
+class ServiceSettings(BaseModel):
+    """The settings of one service as written in services.yaml, where its name is the key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = None
+    paths: list[str] = Field(
+        default_factory=list,
+        description="git-style globs over repository-relative changed file paths.",
+    )
+    rollback_script: str = Field(
+        min_length=1, description="Executable file, relative to the services.yaml folder."
+    )
+    depends_on: UniqueNames = Field(default_factory=list, description="Names of other services.")
+    approvals: UniqueRoles = Field(default_factory=list, description="Roles that must approve.")
+    environment: UniqueEnvironments = Field(
+        default_factory=list,
+        description="Environments where the service is deployed. Empty means all of them.",
+    )
+    timeout: int = Field(default=600, gt=0, description="Seconds for the rollback script.")
+    retries: int = Field(default=0, ge=0, le=10)
+    supports_dry_run: bool = Field(
+        default=False, description="If false, a dry run skips the rollback script entirely."
+    )
+    env: dict[EnvKey, EnvValue] = Field(
+        default_factory=dict,
+        description="Extra static environment for the scripts.",
+        json_schema_extra={
+            "propertyNames": {
+                "pattern": ENV_KEY_PATTERN,
+                "not": {"pattern": f"^{RESERVED_ENV_PREFIX}"},
+            }
+        },
+    )
+    health_check: HealthCheck | None = None
+    migrations: Migrations | None = None
+
+    _path_pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+
+    @field_validator("paths")
+    @classmethod
+    def _globs_are_valid(cls, paths: list[str]) -> list[str]:
+        for glob in paths:
+            try:
+                compile_globs((glob,))
+            except GlobError as error:
+                raise ValueError(str(error)) from None
+        return paths
+
+    @model_validator(mode="after")
+    def _compile_paths(self) -> ServiceSettings:
+        # Compiled once here because touched_services runs for every batch at DAG parse time.
+        self._path_pattern = compile_globs(tuple(self.paths))
+        return self
+
+    def touches(self, files: Iterable[str]) -> bool:
+        """Return whether any of the repository-relative file paths matches ``paths``."""
+        pattern = self._path_pattern
+        if pattern is None:
+            return False
+        return any(pattern.fullmatch(file) for file in files)
+
+    def is_deployed_in(self, environment: str) -> bool:
+        return not self.environment or environment in self.environment
+
+
+class Service(ServiceSettings):
+    """One service of services.yaml, with its name filled from the mapping key."""
+
+    name: ServiceName
+
+
+# The model behind the JSON schema. load_services validates service by service instead,
+# so it can report errors in file order with line numbers.
+class ServicesFile(BaseModel):
+    """The services a deployment touches. Relative paths resolve against this file's folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    services: dict[str, ServiceSettings] = Field(
+        min_length=1,
+        description="Services by name. Each name becomes an Airflow task group id.",
+        json_schema_extra={"propertyNames": {"pattern": SERVICE_NAME_PATTERN}},
+    )
+
+
+class ServiceMap(BaseModel):
+    """The loaded services of one services.yaml, in file order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Path
+    base_dir: Path
+    services: dict[str, Service]
+
+    def resolve(self, relative: str | Path) -> Path:
+        """Return ``relative`` joined to the services.yaml folder, or unchanged if absolute."""
+        path = Path(relative)
+        return path if path.is_absolute() else self.base_dir / path
+
+    def script_path(self, service: str) -> Path:
+        return self.resolve(self._service(service).rollback_script)
+
+    def command_argv(self, argv: list[str]) -> list[str]:
+        """Return argv with a relative program path (one containing '/') resolved."""
+        if not argv or "/" not in argv[0]:
+            return list(argv)
+        return [str(self.resolve(argv[0])), *argv[1:]]
+
+    def dependencies(self, service: str) -> list[str]:
+        return list(self._service(service).depends_on)
+
+    def dependents(self, service: str) -> list[str]:
+        """Return the services that depend directly on ``service``, in file order."""
+        self._service(service)
+        return [name for name, other in self.services.items() if service in other.depends_on]
+
+    def touched_services(self, files: Iterable[str]) -> list[str]:
+        """Return the services whose paths globs match any of the files, in file order."""
+        changed = list(files)
+        return [name for name, service in self.services.items() if service.touches(changed)]
+
+    def _service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(self.services)
+            raise KeyError(f"unknown service {name!r} in {self.source}; known: {known}") from None
+
+
+def services_json_schema() -> dict[str, Any]:
+    """Return the JSON schema (draft 2020-12) of services.yaml, generated from the models."""
+    schema = ServicesFile.model_json_schema()
+    schema["title"] = SCHEMA_TITLE
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+
+
+# Line numbers of mapping keys and sequence items, keyed by their path from the top of the
+# file. Mapping keys appear as their YAML scalar text, sequence items as int indexes.
+LineMap = dict[tuple[str | int, ...], int]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def load_services(path: str | Path) -> ServiceMap:
+    """Load and validate services.yaml, raising ConfigError for the first problem found.
+
+    Problems are checked in a fixed order: reading and parsing, the top level, then each
+    service in file order, then dependency cycles.
+    """
+    source = Path(os.path.abspath(path))
+    data, lines = _read_yaml(source)
+    raw_services = _services_section(data, lines, source)
+    known = [str(name) for name in raw_services]
+    services: dict[str, Service] = {}
+    for name, raw in raw_services.items():
+        service = _build_service(name, raw, lines, source)
+        _check_dependencies(service, known, lines, source)
+        _check_service_files(service, lines, source)
+        services[service.name] = service
+    _check_cycles(services, lines, source)
+    return ServiceMap(source=source, base_dir=source.parent, services=services)
+
+
+def _read_yaml(source: Path) -> tuple[Any, LineMap]:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"file not found; create it or point {CONFIG_DIR_VARIABLE} at the folder that "
+            f"contains services.yaml",
+            file=source,
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(
+            f"cannot read the file ({reason}); make it a readable UTF-8 text file", file=source
+        ) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: LineMap = {}
+        _record_lines(node, (), lines, source, set())
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as error:
+        raise _yaml_syntax_error(error, source) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"invalid YAML ({_one_line(str(error))}); fix the syntax", file=source)
+    finally:
+        loader.dispose()
+
+
+def _yaml_syntax_error(error: yaml.MarkedYAMLError, source: Path) -> ConfigError:
+    mark = error.problem_mark or error.context_mark
+    problem = " ".join(part for part in (error.context, error.problem) if part)
+    return ConfigError(
+        f"invalid YAML: {_one_line(problem or str(error))}; fix the syntax at this line",
+        file=source,
+        line=None if mark is None else mark.line + 1,
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _record_lines(
+    node: yaml.Node, path: tuple[str | int, ...], lines: LineMap, source: Path, seen: set[int]
+) -> None:
+    """Record the lines below ``node`` in ``lines`` and reject duplicate mapping keys.
+
+    PyYAML silently keeps the last of two equal keys, so duplicates are caught here, on
+    the composed nodes. A node reached again through an alias is not walked twice.
+    """
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[path + (index,)] = item.start_mark.line + 1
+            _record_lines(item, path + (index,), lines, source, seen)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_lines: dict[tuple[str, str], int] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+            continue
+        line = key_node.start_mark.line + 1
+        identity = (key_node.tag, key_node.value)
+        if identity in first_lines:
+            raise _duplicate_key_error(path, key_node.value, first_lines[identity], line, source)
+        first_lines[identity] = line
+        lines[path + (key_node.value,)] = line
+        _record_lines(value_node, path + (key_node.value,), lines, source, seen)
+
+
+def _duplicate_key_error(
+    path: tuple[str | int, ...], key: str, first: int, again: int, source: Path
+) -> ConfigError:
+    keys = [str(part) for part in path if isinstance(part, str)] + [key]
+    service: str | None = None
+    if keys[0] == "services" and len(keys) >= 2:
+        service, keys = keys[1], keys[2:]
+    return ConfigError(
+        f"duplicate key {key!r} on lines {first} and {again}; YAML keeps only the last one, "
+        f"so remove or rename one of them",
+        file=source,
+        service=service,
+        field=".".join(keys) or None,
+        line=again,
+    )
+
+
+def _line_of(lines: LineMap, path: tuple[str | int, ...]) -> int | None:
+    """Return the line of ``path``, or of its closest recorded parent."""
+    for end in range(len(path), 0, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number" if isinstance(value, (int, float)) else "value")
+
+
+def _services_section(data: Any, lines: LineMap, source: Path) -> dict[Any, Any]:
+    if data is None:
+        raise ConfigError("the file is empty; add a 'services:' mapping", file=source)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the top level is a {_type_name(data)}; it must be a mapping with a 'services' key",
+            file=source,
+            line=1,
+        )
+    for key in data:
+        if key != "services":
+            raise ConfigError(
+                f"unknown key {key!r}; remove it or fix its spelling (allowed keys: services)",
+                file=source,
+                field=str(key),
+                line=lines.get((str(key),)),
+            )
+    if "services" not in data:
+        raise ConfigError(
+            "no 'services' key; add 'services:' with one entry per service",
+            file=source,
+            field="services",
+        )
+    services = data["services"]
+    if services is not None and not isinstance(services, dict):
+        raise ConfigError(
+            f"'services' is a {_type_name(services)}; make it a mapping from service name to "
+            f"settings",
+            file=source,
+            field="services",
+            line=lines.get(("services",)),
+        )
+    if not services:
+        raise ConfigError(
+            "no services defined; add at least one service under 'services'",
+            file=source,
+            field="services",
+            line=lines.get(("services",)),
+        )
+    return services
+
+
+def _build_service(name: Any, raw: Any, lines: LineMap, source: Path) -> Service:
+    key_line = lines.get(("services", str(name)))
+    if not isinstance(name, str) or not re.fullmatch(SERVICE_NAME_PATTERN, name):
+        raise ConfigError(
+            f"invalid service name {name!r}; use 1 to 63 lowercase letters, digits, '_' or '-', "
+            f"starting with a letter, because the name becomes an Airflow task group id",
+            file=source,
+            service=str(name),
+            line=key_line,
+        )
+    try:
+        settings = ServiceSettings.model_validate(raw, strict=True)
+    except ValidationError as error:
+        raise _translate_validation_error(error, name, lines, source) from None
+    values = {field: getattr(settings, field) for field in ServiceSettings.model_fields}
+    return Service(name=name, **values)
+
+
+def _translate_validation_error(
+    error: ValidationError, service: str, lines: LineMap, source: Path
+) -> ConfigError:
+    """Turn the pydantic error that comes first in the file into a ConfigError."""
+    translated: list[ConfigError] = []
+    for detail in error.errors():
+        fields, path = _split_location(detail)
+        translated.append(
+            ConfigError(
+                _describe_error(detail, path),
+                file=source,
+                service=service,
+                field=".".join(fields) or None,
+                line=_line_of(lines, ("services", service, *path)),
+            )
+        )
+    return min(translated, key=lambda candidate: candidate.line or 0)
+
+
+def _split_location(detail: Any) -> tuple[list[str], tuple[str | int, ...]]:
+    """Split a pydantic error location into model field names and a path in the file.
+
+    Field names stop at the first dict key or list index, which stay in the path and so
+    give the line. The "[key]" marker that pydantic adds for dict keys is dropped.
+    """
+    model: type[BaseModel] | None = ServiceSettings
+    fields: list[str] = []
+    path: list[str | int] = []
+    for part in detail["loc"]:
+        if part == "[key]":
+            continue
+        path.append(part)
+        if model is not None and isinstance(part, str) and part in model.model_fields:
+            fields.append(part)
+            model = _nested_model(model.model_fields[part].annotation)
+        else:
+            model = None
+    if detail["type"] == "extra_forbidden":
+        fields.append(str(detail["loc"][-1]))
+    return fields, tuple(path)
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = ServiceSettings
+    for part in path:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        model = _nested_model(model.model_fields[part].annotation)
+    return model
+
+
+def _describe_error(detail: Any, path: tuple[str | int, ...]) -> str:
+    kind = detail["type"]
+    value = detail.get("input")
+    if kind == "extra_forbidden":
+        model = _model_at(path[:-1])
+        allowed = ", ".join(model.model_fields) if model is not None else "none"
+        return f"unknown key {path[-1]!r}; remove it or fix its spelling (allowed keys: {allowed})"
+    if kind == "missing":
+        return f"required key {path[-1]!r} is missing; add it"
+    if kind == "value_error":
+        return _one_line(str(detail["ctx"]["error"]))
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return _describe_mapping_error(value, path)
+    message = detail["msg"][:1].lower() + detail["msg"][1:]
+    return f"invalid value {_short_repr(value)}: {_one_line(message)}{_type_hint(kind, value)}"
+
+
+def _describe_mapping_error(value: Any, path: tuple[str | int, ...]) -> str:
+    if value is None and not path:
+        return "the service has no settings; add a mapping with at least rollback_script"
+    return f"expected a mapping, got a {_type_name(value)} ({_short_repr(value)}); fix the value"
+
+
+def _type_hint(kind: str, value: Any) -> str:
+    """Return the usual fix for a YAML value that parsed to the wrong type, or ''."""
+    if kind in ("int_type", "float_type") and isinstance(value, str):
+        return "; write the number without quotes"
+    if kind == "bool_type":
+        return "; write true or false"
+    if kind == "string_type" and isinstance(value, (bool, type(None))):
+        return "; put the value in quotes"
+    return ""
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_dependencies(service: Service, known: list[str], lines: LineMap, source: Path) -> None:
+    for index, dependency in enumerate(service.depends_on):
+        line = lines.get(("services", service.name, "depends_on", index))
+        if dependency == service.name:
+            raise ConfigError(
+                f"service depends on itself; remove {dependency!r} from depends_on",
+                file=source,
+                service=service.name,
+                field="depends_on",
+                line=line,
+            )
+        if dependency not in known:
+            raise ConfigError(
+                f"unknown dependency {dependency!r}; use one of the services in this file: "
+                f"{', '.join(known)}",
+                file=source,
+                service=service.name,
+                field="depends_on",
+                line=line,
+            )
+
+
+def _check_service_files(service: Service, lines: LineMap, source: Path) -> None:
+    """Reject scripts and commands that are missing, not regular files or not executable.
+
+    A command whose program has no '/' is looked up on PATH when it runs, so it is not
+    checked here.
+    """
+    base = ("services", service.name)
+    programs: list[tuple[str, str, tuple[str | int, ...]]] = [
+        ("rollback_script", service.rollback_script, base + ("rollback_script",)),
+    ]
+    if service.health_check is not None and service.health_check.command is not None:
+        command_path = base + ("health_check", "command")
+        programs.append(("health_check.command", service.health_check.command[0], command_path))
+    if service.migrations is not None and service.migrations.state_command is not None:
+        state_program = service.migrations.state_command[0]
+        state_path = base + ("migrations", "state_command")
+        programs.append(("migrations.state_command", state_program, state_path))
+    for field, program, path in programs:
+        if field != "rollback_script" and "/" not in program:
+            continue
+        problem = _program_problem(program, source.parent)
+        if problem is not None:
+            raise ConfigError(
+                problem, file=source, service=service.name, field=field, line=_line_of(lines, path)
+            )
+
+
+def _program_problem(program: str, base_dir: Path) -> str | None:
+    path = Path(program)
+    resolved = path if path.is_absolute() else base_dir / path
+    if not resolved.exists():
+        return (
+            f"{resolved} not found; create it or fix the path (relative paths resolve against "
+            f"{base_dir})"
+        )
+    if not resolved.is_file():
+        return f"{resolved} is not a regular file; point to the script itself"
+    if not os.access(resolved, os.X_OK):
+        return f"{resolved} is not executable; run chmod +x {shlex.quote(str(resolved))}"
+    return None
+
+
+def _check_cycles(services: dict[str, Service], lines: LineMap, source: Path) -> None:
+    """Reject the first dependency cycle found by a depth-first walk in file order."""
+    finished: set[str] = set()
+    for name in services:
+        cycle = _find_cycle(name, services, [], finished)
+        if cycle is None:
+            continue
+        start, following = cycle[0], cycle[1]
+        index = services[start].depends_on.index(following)
+        raise ConfigError(
+            f"dependency cycle: {' -> '.join(cycle)}; remove one of these dependencies",
+            file=source,
+            service=start,
+            field="depends_on",
+            line=lines.get(("services", start, "depends_on", index)),
+        )
+
+
+def _find_cycle(
+    name: str, services: dict[str, Service], stack: list[str], finished: set[str]
+) -> list[str] | None:
+    if name in stack:
+        return stack[stack.index(name) :] + [name]
+    if name in finished:
+        return None
+    stack.append(name)
+    for dependency in services[name].depends_on:
+        cycle = _find_cycle(dependency, services, stack, finished)
+        if cycle is not None:
+            return cycle
+    stack.pop()
+    finished.add(name)
+    return None

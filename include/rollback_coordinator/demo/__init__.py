@@ -1,0 +1,1 @@
+"""The sample deployment and the end-to-end demo that `make demo` runs."""
