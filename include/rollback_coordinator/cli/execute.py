@@ -80,7 +80,7 @@ def run_in_process(dag_id: str, conf: dict[str, str]) -> tuple[str, str]:
 
     _ensure_metadata_database()
     dags_folder = airflow_conf.get("core", "dags_folder")
-    bag = DagBag(dag_folder=dags_folder, include_examples=False)
+    bag = DagBag(dag_folder=dags_folder)
     dag = bag.dags.get(dag_id)
     if dag is None:
         errors = "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())

@@ -80,6 +80,10 @@ def run_demo(sample: SampleDeployment, env: dict[str, str], workdir: Path) -> in
         approved = answer_approval(env, plan["sha256"], execute)
         code = execute.wait(timeout=RUN_WAIT_S)
     print(f"  run finished with exit code {code}; Airflow's output is in {log_path}")
+    if code != 0:
+        print("  last lines of that output:")
+        for line in log_path.read_text(errors="replace").splitlines()[-15:]:
+            print(f"    {line}")
     if not approved:
         print("error: the run never asked for the guardian approval", file=sys.stderr)
 
@@ -151,6 +155,9 @@ def print_summary(env: dict[str, str], plan: dict) -> None:
             state = "healthy" if health["healthy"] else "unhealthy"
             print(f"  health   {record['task_id']:<38} {state}: {health['detail']}")
     audit = Path(env["ROLLBACK_DATA_DIR"]) / "audit"
+    if not (audit / ".git").is_dir():
+        print(f"  no audit repository at {audit}: the run did not reach its audit step")
+        return
     print(f"  audit repository {audit}: {git(audit, 'log', '-1', '--format=%h %s')}")
     print(f"    {audit / 'RUN_LOG.md'} and {audit / 'memory'}")
 
