@@ -7,7 +7,10 @@ process on the local Airflow installation (``dag.test()``), waiting for the run 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from rollback_coordinator.cli.output import EXIT_OK, EXIT_RUN_FAILED, Printer
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         )
         return EXIT_OK
 
-    state, run_id = run_in_process(dag_id, conf)
+    with _stdout_to_stderr():
+        state, run_id = run_in_process(dag_id, conf)
     printer.result(
         {"batch": plan.batch, "dag_id": dag_id, "sha256": digest, "run_id": run_id, "state": state},
         [
@@ -90,6 +94,24 @@ def run_in_process(dag_id: str, conf: dict[str, str]) -> tuple[str, str]:
         )
     dag_run = dag.test(run_conf=conf)
     return str(dag_run.state), dag_run.run_id
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send Airflow's warnings and task logs to stderr, so stdout carries only the result.
+
+    Done on the file descriptor, because Airflow's log handlers keep their own reference
+    to the stream they were configured with.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _ensure_metadata_database() -> None:

@@ -1,0 +1,40 @@
+# Quick start: `make demo` runs the main job end to end; `make test` runs the test suite.
+# Both create the virtualenv in .venv on first use (Python 3.11 required).
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help venv demo test up schema clean
+
+help:
+	@echo "make demo    run the sample rollback end to end through Airflow (SQLite)"
+	@echo "make test    run the whole test suite"
+	@echo "make up      start the local Airflow stack on http://127.0.0.1:8080 with the demo batches"
+	@echo "make schema  regenerate config/services.schema.json from the models"
+	@echo "make clean   remove the virtualenv and generated data"
+
+$(INSTALLED): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at " + sys.executable + "; run make PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/python -m rollback_coordinator.demo
+
+test: $(INSTALLED)
+	$(BIN)/pytest
+
+up: $(INSTALLED)
+	$(BIN)/python -m rollback_coordinator.demo.stack
+
+schema: $(INSTALLED)
+	$(BIN)/python tools/generate_schema.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache

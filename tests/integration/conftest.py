@@ -1,0 +1,171 @@
+"""Fixtures for tests that run the coordinator through Airflow: real repositories, real scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Create the session's Airflow metadata database (SQLite) once."""
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], check=True, capture_output=True)
+
+
+@dataclass
+class Deployment:
+    """A deployment built for one test: a git repository, a config folder and a data folder."""
+
+    root: Path
+    repo: Path
+    config_dir: Path
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def order_log(self) -> Path:
+        return self.data_dir / "order.log"
+
+    def script_runs(self) -> list[str]:
+        """Return the services whose rollback script ran, in the order they ran."""
+        if not self.order_log.exists():
+            return []
+        return [line.split()[1] for line in self.order_log.read_text().splitlines() if line.startswith("end ")]
+
+    def commit(self, message: str, files: dict[str, str]) -> str:
+        for name, content in files.items():
+            path = self.repo / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        git(self.repo, "add", "--all")
+        git(self.repo, "commit", "--quiet", "--allow-empty", "-m", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def cli(self, *args: str, actor: str = "alice", check: bool = True) -> subprocess.CompletedProcess:
+        env = {**self.env, "ROLLBACK_ACTOR": actor}
+        result = subprocess.run(
+            [str(BIN / "rollback-coordinator"), *args], env=env, capture_output=True, text=True, timeout=600
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"rollback-coordinator {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result
+
+    def plan(self, batch: str, *extra: str, actor: str = "alice") -> dict:
+        out = self.root / f"plan-{batch}.json"
+        self.cli("plan", batch, "--repo", str(self.repo), "--out", str(out), *extra, actor=actor)
+        return json.loads(out.read_text())
+
+    def plan_file(self, batch: str) -> Path:
+        return self.root / f"plan-{batch}.json"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+RECORDING_SCRIPT = """\
+#!/bin/sh
+# Records when this service's rollback starts and ends, and what it was told.
+set -eu
+if [ "${1:-}" = "health" ]; then
+    echo "health $ROLLBACK_SERVICE" >> "$ROLLBACK_DATA_DIR/order.log"
+    exit 0
+fi
+echo "start $ROLLBACK_SERVICE" >> "$ROLLBACK_DATA_DIR/order.log"
+env | grep '^ROLLBACK_' | sort > "$ROLLBACK_DATA_DIR/env-$ROLLBACK_SERVICE.txt"
+sleep "${SLEEP_S:-0}"
+echo "end $ROLLBACK_SERVICE" >> "$ROLLBACK_DATA_DIR/order.log"
+echo "rolled back $ROLLBACK_SERVICE to $ROLLBACK_TO_REF"
+"""
+
+
+def services_yaml(approvals: bool = False) -> str:
+    api_approvals = "\n    approvals: [guardian]" if approvals else ""
+    return textwrap.dedent(
+        f"""\
+        services:
+          db:
+            paths: ["db/**"]
+            rollback_script: scripts/record.sh
+          api:
+            paths: ["services/api/**"]
+            depends_on: [db]
+            rollback_script: scripts/record.sh{api_approvals}
+          worker:
+            paths: ["services/worker/**"]
+            depends_on: [api]
+            rollback_script: scripts/record.sh
+            health_check: {{command: ["scripts/record.sh", "health"]}}
+          automations:
+            paths: ["automations/**"]
+            depends_on: [api]
+            rollback_script: scripts/record.sh
+            health_check: {{command: ["scripts/record.sh", "health"]}}
+        """
+    )
+
+
+GOVERNANCE_YAML = """\
+governor: embedded
+default_environment: staging
+environments:
+  staging: {minimum_profile: flow}
+  prod: {minimum_profile: balanced}
+roles:
+  guardian: [guardian]
+approvals:
+  poke_interval_s: 1
+  timeout_s: 300
+"""
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, airflow_db: None) -> Deployment:
+    """A repository with one batch REL-1 touching all four services, and its config."""
+    root = tmp_path
+    repo, config_dir, data_dir = root / "repo", root / "config", root / "data"
+    (config_dir / "scripts").mkdir(parents=True)
+    data_dir.mkdir()
+    script = config_dir / "scripts" / "record.sh"
+    script.write_text(RECORDING_SCRIPT)
+    script.chmod(0o755)
+    (config_dir / "services.yaml").write_text(services_yaml())
+    (config_dir / "governance.yaml").write_text(GOVERNANCE_YAML)
+
+    repo.mkdir()
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "config", "user.name", "Test Developer")
+    git(repo, "config", "user.email", "dev@example.com")
+    git(repo, "config", "commit.gpgsign", "false")
+
+    env = {
+        **os.environ,
+        "ROLLBACK_CONFIG_DIR": str(config_dir),
+        "ROLLBACK_DATA_DIR": str(data_dir),
+    }
+    found = Deployment(root=root, repo=repo, config_dir=config_dir, data_dir=data_dir, env=env)
+    found.commit("Initial release", {"README.md": "app\n"})
+    found.commit(
+        "REL-1: ship orders",
+        {
+            "db/migrations/001/up.sql": "create table orders (id int);\n",
+            "services/api/VERSION": "2\n",
+            "services/worker/VERSION": "2\n",
+            "automations/VERSION": "2\n",
+        },
+    )
+    return found
