@@ -88,7 +88,7 @@ fi
 echo "start $ROLLBACK_SERVICE" >> "$ROLLBACK_DATA_DIR/order.log"
 env | grep '^ROLLBACK_' | sort > "$ROLLBACK_DATA_DIR/env-$ROLLBACK_SERVICE.txt"
 sleep "${SLEEP_S:-0}"
-echo "end $ROLLBACK_SERVICE" >> "$ROLLBACK_DATA_DIR/order.log"
+echo "end $ROLLBACK_SERVICE $ROLLBACK_BATCH $ROLLBACK_TO_REF" >> "$ROLLBACK_DATA_DIR/order.log"
 echo "rolled back $ROLLBACK_SERVICE to $ROLLBACK_TO_REF"
 """
 

@@ -23,7 +23,7 @@ from rollback_coordinator.airflow.runtime import AUDIT_TASK_ID, PLAN_TASK_ID
 from rollback_coordinator.airflow.sensors.approval import ApprovalSensor, AuthorizeServiceSensor
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.batches import Batch
-from rollback_coordinator.core.errors import PlanError
+from rollback_coordinator.core.errors import CoordinatorError, PlanError
 from rollback_coordinator.core.governance import PROFILES, Governance, load_governance
 from rollback_coordinator.core.plan import Plan, ServiceStep
 from rollback_coordinator.core.planner import TouchedServices, plan_shape
@@ -50,9 +50,14 @@ STEP_NAMES = {
 def build_dags(places: Locations | None = None) -> dict[str, DAG]:
     """Return the rollback DAGs by DAG id; a bad config file raises ConfigError."""
     places = places or locations()
-    services = load_services(places.services_file)
-    governance = load_governance(places.governance_file)
-    registry = BatchRegistry(places.registry_file).load()
+    try:
+        services = load_services(places.services_file)
+        governance = load_governance(places.governance_file)
+        registry = BatchRegistry(places.registry_file).load()
+    except CoordinatorError as error:
+        # Airflow shows the last frames of an import error; drop the validator's internals
+        # so the UI shows this call and the one-line message that names file and field.
+        raise error.with_traceback(None) from None
     batches: dict[str, Batch] = {key: item.batch for key, item in registry.batches.items()}
 
     wanted = get_parsing_context().dag_id

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rollback_coordinator.core.errors import ConfigError
+from rollback_coordinator.core.services import ROLE_NAME_PATTERN, UniqueNames
+from rollback_coordinator.core.yaml_lines import (
+    FieldValueError,
+    read_yaml,
+    translate_validation_error,
+    yaml_type_name,
+)
 
 ProfileName = Literal["flow", "balanced", "strict"]
 
@@ -32,6 +40,18 @@ PROFILES: dict[str, Profile] = {
     "balanced": Profile(name="balanced", audit="full", separation="propose_only", min_approvers=0),
     "strict": Profile(name="strict", audit="signed", separation="full_split", min_approvers=2),
 }
+
+
+def _check_role_name(name: str) -> str:
+    if not re.fullmatch(ROLE_NAME_PATTERN, name):
+        raise ValueError(
+            f"role name {name!r} is invalid; use lowercase letters, digits, '_' and '-', "
+            f"starting with a letter, as in the approvals of services.yaml"
+        )
+    return name
+
+
+RoleName = Annotated[str, AfterValidator(_check_role_name)]
 
 
 class _Model(BaseModel):
@@ -60,7 +80,7 @@ class Governance(_Model):
     governor: Literal["embedded", "remote"] = "embedded"
     default_environment: str
     environments: dict[str, EnvironmentPolicy]
-    roles: dict[str, list[str]] = Field(default_factory=dict)
+    roles: dict[RoleName, UniqueNames] = Field(default_factory=dict)
     remote: RemoteGovernor = Field(default_factory=RemoteGovernor)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
 
@@ -68,9 +88,10 @@ class Governance(_Model):
     def _default_environment_is_known(self) -> "Governance":
         if self.default_environment not in self.environments:
             known = ", ".join(self.environments) or "none"
-            raise ValueError(
-                f"default_environment '{self.default_environment}' is not one of the "
-                f"environments ({known})"
+            raise FieldValueError(
+                "default_environment",
+                f"'{self.default_environment}' is not one of the environments ({known}); "
+                f"add it under environments or pick one of them",
             )
         return self
 
@@ -86,24 +107,29 @@ class Governance(_Model):
 
 
 def load_governance(path: str | Path) -> Governance:
-    """Read governance.yaml, raising ConfigError that names the file and the field."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            "file not found; set ROLLBACK_CONFIG_DIR to the folder holding governance.yaml",
-            file=path,
-        ) from None
-    except yaml.YAMLError as error:
-        line = error.problem_mark.line + 1 if getattr(error, "problem_mark", None) else None
-        raise ConfigError(f"invalid YAML: {error}", file=path, line=line) from None
+    """Load and validate governance.yaml, raising ConfigError for the first problem found.
 
-    if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", file=path)
+    The error is one line that names the file, the dotted field and the line. Unknown keys,
+    duplicate keys and values of the wrong type are errors: YAML values are not coerced.
+    """
+    source = Path(os.path.abspath(path))
+    data, lines = read_yaml(source)
+    _check_top_level(data, source)
     try:
-        return Governance.model_validate(data)
+        return Governance.model_validate(data, strict=True)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        raise ConfigError(first["msg"], file=path, field=field) from None
+        raise translate_validation_error(error, Governance, source, lines) from None
+
+
+def _check_top_level(data: Any, source: Path) -> None:
+    if data is None:
+        raise ConfigError(
+            "the file is empty; add default_environment and environments", file=source
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the top level is a {yaml_type_name(data)}; it must be a mapping with "
+            f"default_environment and environments",
+            file=source,
+            line=1,
+        )

@@ -1,4 +1,4 @@
-"""The services file (services.yaml): pydantic models, path globs and a strict loader.
+"""The services file (services.yaml): pydantic models and a strict loader.
 
 Relative paths in the file resolve against the folder that contains it, as in compose files.
 ``load_services`` reports the first problem as a one-line ConfigError that names the file,
@@ -11,12 +11,10 @@ import os
 import re
 import shlex
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,7 +29,16 @@ from pydantic import (
 )
 
 from rollback_coordinator.core.errors import ConfigError
-from rollback_coordinator.core.settings import CONFIG_DIR_VARIABLE
+
+# GlobError and compile_globs stay importable from this module for existing callers.
+from rollback_coordinator.core.globs import GlobError, compile_globs
+from rollback_coordinator.core.yaml_lines import (
+    LineMap,
+    line_of,
+    read_yaml,
+    translate_validation_error,
+    yaml_type_name,
+)
 
 # Service names become Airflow task group ids, so they are kept to a conservative subset.
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -55,147 +62,6 @@ MigrationTool = Literal[
     "atlas",
     "other",
 ]
-
-
-class GlobError(ValueError):
-    """A path glob that cannot be translated. Its message names the glob and the fix."""
-
-
-def glob_to_regex(glob: str) -> str:
-    """Translate a git-style glob over repository-relative file paths to a regex.
-
-    ``**`` as a whole segment matches any number of directories (``a/**`` matches every
-    file below ``a``), ``*`` and ``?`` never match '/', ``[...]`` is a character class
-    (``[!...]`` or ``[^...]`` negates it) and a backslash escapes the next character.
-    A glob is anchored at the repository root, so ``*.sql`` matches only top-level files,
-    unlike a .gitignore line. Use the result with ``re.fullmatch`` and ``re.DOTALL``.
-    """
-    _check_glob_shape(glob)
-    segments = glob.split("/")
-    last = len(segments) - 1
-    regex = ""
-    needs_separator = False
-    for index, segment in enumerate(segments):
-        separator = "/" if needs_separator else ""
-        if segment == "**" and index == last:
-            regex += separator + ".+"
-        elif segment == "**":
-            regex += separator + "(?:.+/)?"
-            needs_separator = False
-        else:
-            regex += separator + _translate_segment(segment, glob)
-            needs_separator = True
-    return regex
-
-
-def _check_glob_shape(glob: str) -> None:
-    if not glob:
-        raise GlobError("empty glob; remove it or write a pattern such as 'db/**'")
-    if glob.startswith("/"):
-        raise GlobError(
-            f"glob {glob!r} is absolute; write it relative to the repository root, "
-            f"such as {glob.lstrip('/')!r}"
-        )
-    for segment in glob.split("/"):
-        if segment in ("", ".", ".."):
-            raise GlobError(
-                f"glob {glob!r} contains an empty, '.' or '..' segment, which never matches "
-                f"a changed file path; write a normalized path such as 'db/**'"
-            )
-
-
-def _translate_segment(segment: str, glob: str) -> str:
-    parts: list[str] = []
-    index = 0
-    while index < len(segment):
-        char = segment[index]
-        if char == "*":
-            # Stars inside a segment ("a**b") behave like a single star, as in git.
-            while index + 1 < len(segment) and segment[index + 1] == "*":
-                index += 1
-            parts.append("[^/]*")
-        elif char == "?":
-            parts.append("[^/]")
-        elif char == "[":
-            character_class, index = _translate_class(segment, index, glob)
-            parts.append(character_class)
-            continue
-        elif char == "\\":
-            if index + 1 == len(segment):
-                raise GlobError(
-                    f"glob {glob!r} ends a segment with a lone backslash; write '\\\\' "
-                    f"for a literal backslash"
-                )
-            index += 1
-            parts.append(re.escape(segment[index]))
-        else:
-            parts.append(re.escape(char))
-        index += 1
-    return "".join(parts)
-
-
-def _translate_class(segment: str, start: int, glob: str) -> tuple[str, int]:
-    """Translate the class that opens at ``segment[start]`` and return it with the next index."""
-    index = start + 1
-    negated = index < len(segment) and segment[index] in "!^"
-    if negated:
-        index += 1
-    body_start = index
-    # A ']' right after the opening bracket is a literal member, as in git and fnmatch.
-    if index < len(segment) and segment[index] == "]":
-        index += 1
-    while index < len(segment) and segment[index] != "]":
-        index += 2 if segment[index] == "\\" else 1
-    if index >= len(segment):
-        raise GlobError(
-            f"glob {glob!r} has an unclosed '['; close the class with ']', or write '\\[' "
-            f"for a literal bracket (a class cannot contain '/')"
-        )
-    body = segment[body_start:index]
-    if "[:" in body:
-        raise GlobError(
-            f"glob {glob!r} uses a POSIX class such as [:alpha:], which is not supported; "
-            f"list the characters instead, such as [a-zA-Z]"
-        )
-    prefix = "^/" if negated else ""
-    return "[" + prefix + _translate_class_body(body) + "]", index + 1
-
-
-def _translate_class_body(body: str) -> str:
-    parts: list[str] = []
-    index = 0
-    while index < len(body):
-        char = body[index]
-        if char == "\\" and index + 1 < len(body):
-            index += 1
-            parts.append(re.escape(body[index]))
-        elif char == "-" and 0 < index < len(body) - 1:
-            parts.append("-")
-        else:
-            parts.append(re.escape(char))
-        index += 1
-    return "".join(parts)
-
-
-@lru_cache(maxsize=None)
-def compile_globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
-    """Compile globs into one pattern that fully matches a path when any glob does.
-
-    Return None for no globs. Raise GlobError for the first invalid glob.
-    """
-    if not globs:
-        return None
-    regexes: list[str] = []
-    for glob in globs:
-        regex = glob_to_regex(glob)
-        try:
-            re.compile(regex)
-        except re.error as error:
-            message = f"glob {glob!r} is invalid ({error}); fix the character class"
-            raise GlobError(message) from None
-        regexes.append(f"(?:{regex})")
-    return re.compile("|".join(regexes), re.DOTALL)
-
 
 def _split_command(value: Any) -> Any:
     # shlex makes quoting work as in a POSIX shell. The result is an argv list for running
@@ -532,13 +398,6 @@ def services_json_schema() -> dict[str, Any]:
     return {"$schema": JSON_SCHEMA_DIALECT, **schema}
 
 
-# Line numbers of mapping keys and sequence items, keyed by their path from the top of the
-# file. Mapping keys appear as their YAML scalar text, sequence items as int indexes.
-LineMap = dict[tuple[str | int, ...], int]
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
 def load_services(path: str | Path) -> ServiceMap:
     """Load and validate services.yaml, raising ConfigError for the first problem found.
 
@@ -546,7 +405,7 @@ def load_services(path: str | Path) -> ServiceMap:
     service in file order, then dependency cycles.
     """
     source = Path(os.path.abspath(path))
-    data, lines = _read_yaml(source)
+    data, lines = read_yaml(source, service_section="services")
     raw_services = _services_section(data, lines, source)
     known = [str(name) for name in raw_services]
     services: dict[str, Service] = {}
@@ -559,117 +418,13 @@ def load_services(path: str | Path) -> ServiceMap:
     return ServiceMap(source=source, base_dir=source.parent, services=services)
 
 
-def _read_yaml(source: Path) -> tuple[Any, LineMap]:
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"file not found; create it or point {CONFIG_DIR_VARIABLE} at the folder that "
-            f"contains services.yaml",
-            file=source,
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise ConfigError(
-            f"cannot read the file ({reason}); make it a readable UTF-8 text file", file=source
-        ) from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        lines: LineMap = {}
-        _record_lines(node, (), lines, source, set())
-        return loader.construct_document(node), lines
-    except yaml.MarkedYAMLError as error:
-        raise _yaml_syntax_error(error, source) from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"invalid YAML ({_one_line(str(error))}); fix the syntax", file=source)
-    finally:
-        loader.dispose()
-
-
-def _yaml_syntax_error(error: yaml.MarkedYAMLError, source: Path) -> ConfigError:
-    mark = error.problem_mark or error.context_mark
-    problem = " ".join(part for part in (error.context, error.problem) if part)
-    return ConfigError(
-        f"invalid YAML: {_one_line(problem or str(error))}; fix the syntax at this line",
-        file=source,
-        line=None if mark is None else mark.line + 1,
-    )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _record_lines(
-    node: yaml.Node, path: tuple[str | int, ...], lines: LineMap, source: Path, seen: set[int]
-) -> None:
-    """Record the lines below ``node`` in ``lines`` and reject duplicate mapping keys.
-
-    PyYAML silently keeps the last of two equal keys, so duplicates are caught here, on
-    the composed nodes. A node reached again through an alias is not walked twice.
-    """
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[path + (index,)] = item.start_mark.line + 1
-            _record_lines(item, path + (index,), lines, source, seen)
-    if not isinstance(node, yaml.MappingNode):
-        return
-    first_lines: dict[tuple[str, str], int] = {}
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
-            continue
-        line = key_node.start_mark.line + 1
-        identity = (key_node.tag, key_node.value)
-        if identity in first_lines:
-            raise _duplicate_key_error(path, key_node.value, first_lines[identity], line, source)
-        first_lines[identity] = line
-        lines[path + (key_node.value,)] = line
-        _record_lines(value_node, path + (key_node.value,), lines, source, seen)
-
-
-def _duplicate_key_error(
-    path: tuple[str | int, ...], key: str, first: int, again: int, source: Path
-) -> ConfigError:
-    keys = [str(part) for part in path if isinstance(part, str)] + [key]
-    service: str | None = None
-    if keys[0] == "services" and len(keys) >= 2:
-        service, keys = keys[1], keys[2:]
-    return ConfigError(
-        f"duplicate key {key!r} on lines {first} and {again}; YAML keeps only the last one, "
-        f"so remove or rename one of them",
-        file=source,
-        service=service,
-        field=".".join(keys) or None,
-        line=again,
-    )
-
-
-def _line_of(lines: LineMap, path: tuple[str | int, ...]) -> int | None:
-    """Return the line of ``path``, or of its closest recorded parent."""
-    for end in range(len(path), 0, -1):
-        line = lines.get(path[:end])
-        if line is not None:
-            return line
-    return None
-
-
-def _type_name(value: Any) -> str:
-    names = {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number" if isinstance(value, (int, float)) else "value")
-
-
 def _services_section(data: Any, lines: LineMap, source: Path) -> dict[Any, Any]:
     if data is None:
         raise ConfigError("the file is empty; add a 'services:' mapping", file=source)
     if not isinstance(data, dict):
         raise ConfigError(
-            f"the top level is a {_type_name(data)}; it must be a mapping with a 'services' key",
+            f"the top level is a {yaml_type_name(data)}; it must be a mapping with a 'services' "
+            f"key",
             file=source,
             line=1,
         )
@@ -690,7 +445,7 @@ def _services_section(data: Any, lines: LineMap, source: Path) -> dict[Any, Any]
     services = data["services"]
     if services is not None and not isinstance(services, dict):
         raise ConfigError(
-            f"'services' is a {_type_name(services)}; make it a mapping from service name to "
+            f"'services' is a {yaml_type_name(services)}; make it a mapping from service name to "
             f"settings",
             file=source,
             field="services",
@@ -716,110 +471,21 @@ def _build_service(name: Any, raw: Any, lines: LineMap, source: Path) -> Service
             service=str(name),
             line=key_line,
         )
+    if raw is None:
+        raise ConfigError(
+            "the service has no settings; add a mapping with at least rollback_script",
+            file=source,
+            service=name,
+            line=key_line,
+        )
     try:
         settings = ServiceSettings.model_validate(raw, strict=True)
     except ValidationError as error:
-        raise _translate_validation_error(error, name, lines, source) from None
+        raise translate_validation_error(
+            error, ServiceSettings, source, lines, prefix=("services", name), service=name
+        ) from None
     values = {field: getattr(settings, field) for field in ServiceSettings.model_fields}
     return Service(name=name, **values)
-
-
-def _translate_validation_error(
-    error: ValidationError, service: str, lines: LineMap, source: Path
-) -> ConfigError:
-    """Turn the pydantic error that comes first in the file into a ConfigError."""
-    translated: list[ConfigError] = []
-    for detail in error.errors():
-        fields, path = _split_location(detail)
-        translated.append(
-            ConfigError(
-                _describe_error(detail, path),
-                file=source,
-                service=service,
-                field=".".join(fields) or None,
-                line=_line_of(lines, ("services", service, *path)),
-            )
-        )
-    return min(translated, key=lambda candidate: candidate.line or 0)
-
-
-def _split_location(detail: Any) -> tuple[list[str], tuple[str | int, ...]]:
-    """Split a pydantic error location into model field names and a path in the file.
-
-    Field names stop at the first dict key or list index, which stay in the path and so
-    give the line. The "[key]" marker that pydantic adds for dict keys is dropped.
-    """
-    model: type[BaseModel] | None = ServiceSettings
-    fields: list[str] = []
-    path: list[str | int] = []
-    for part in detail["loc"]:
-        if part == "[key]":
-            continue
-        path.append(part)
-        if model is not None and isinstance(part, str) and part in model.model_fields:
-            fields.append(part)
-            model = _nested_model(model.model_fields[part].annotation)
-        else:
-            model = None
-    if detail["type"] == "extra_forbidden":
-        fields.append(str(detail["loc"][-1]))
-    return fields, tuple(path)
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    candidates = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = ServiceSettings
-    for part in path:
-        if model is None or not isinstance(part, str) or part not in model.model_fields:
-            return None
-        model = _nested_model(model.model_fields[part].annotation)
-    return model
-
-
-def _describe_error(detail: Any, path: tuple[str | int, ...]) -> str:
-    kind = detail["type"]
-    value = detail.get("input")
-    if kind == "extra_forbidden":
-        model = _model_at(path[:-1])
-        allowed = ", ".join(model.model_fields) if model is not None else "none"
-        return f"unknown key {path[-1]!r}; remove it or fix its spelling (allowed keys: {allowed})"
-    if kind == "missing":
-        return f"required key {path[-1]!r} is missing; add it"
-    if kind == "value_error":
-        return _one_line(str(detail["ctx"]["error"]))
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return _describe_mapping_error(value, path)
-    message = detail["msg"][:1].lower() + detail["msg"][1:]
-    return f"invalid value {_short_repr(value)}: {_one_line(message)}{_type_hint(kind, value)}"
-
-
-def _describe_mapping_error(value: Any, path: tuple[str | int, ...]) -> str:
-    if value is None and not path:
-        return "the service has no settings; add a mapping with at least rollback_script"
-    return f"expected a mapping, got a {_type_name(value)} ({_short_repr(value)}); fix the value"
-
-
-def _type_hint(kind: str, value: Any) -> str:
-    """Return the usual fix for a YAML value that parsed to the wrong type, or ''."""
-    if kind in ("int_type", "float_type") and isinstance(value, str):
-        return "; write the number without quotes"
-    if kind == "bool_type":
-        return "; write true or false"
-    if kind == "string_type" and isinstance(value, (bool, type(None))):
-        return "; put the value in quotes"
-    return ""
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_dependencies(service: Service, known: list[str], lines: LineMap, source: Path) -> None:
@@ -867,7 +533,7 @@ def _check_service_files(service: Service, lines: LineMap, source: Path) -> None
         problem = _program_problem(program, source.parent)
         if problem is not None:
             raise ConfigError(
-                problem, file=source, service=service.name, field=field, line=_line_of(lines, path)
+                problem, file=source, service=service.name, field=field, line=line_of(lines, path)
             )
 
 

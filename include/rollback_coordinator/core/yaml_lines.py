@@ -206,36 +206,49 @@ def _split_location(
     if detail["type"] == "value_error" and isinstance(detail["ctx"]["error"], FieldValueError):
         location.append(detail["ctx"]["error"].field)
     annotation: Any = model
+    naming = True
     fields: list[str] = []
     path: list[str | int] = []
     for index, part in enumerate(location):
         if part == "[key]":
             continue
-        path.append(part)
-        if annotation is None:
-            continue
+        kind, annotation = _child(annotation, part)
+        # The LineMap stores mapping keys as their YAML text, so a key such as 1 becomes "1".
+        path.append(str(part) if kind == "key" else part)
         key_is_invalid = location[index + 1 : index + 2] == ["[key]"]
-        annotation = _named_part(annotation, part, key_is_invalid)
-        if annotation is not None:
+        naming = naming and (
+            kind == "field" or (kind == "key" and not key_is_invalid and _is_section(annotation))
+        )
+        if naming:
             fields.append(str(part))
     if detail["type"] == "extra_forbidden":
         fields.append(str(location[-1]))
     return fields, tuple(path)
 
 
-def _named_part(annotation: Any, part: str | int, key_is_invalid: bool) -> Any:
-    """Return the annotation below ``part`` if ``part`` belongs in the field name, else None."""
+def _child(annotation: Any, part: str | int) -> tuple[str, Any]:
+    """Return how ``part`` is reached below ``annotation`` ("field", "key", "item" or "")
+    and the annotation of the value there, or None where the type is unknown.
+    """
     model = _nested_model(annotation)
     if model is not None:
         if isinstance(part, str) and part in model.model_fields:
-            return model.model_fields[part].annotation
-        return None
-    value_type = _mapping_value_type(annotation)
-    if value_type is None or key_is_invalid or not isinstance(part, str):
-        return None
-    entry = _unwrap(value_type)
-    is_section = any(_nested_model(item) or get_origin(item) in (list, dict) for item in entry)
-    return value_type if is_section else None
+            return "field", model.model_fields[part].annotation
+        return "", None
+    for candidate in _unwrap(annotation):
+        if get_origin(candidate) is dict:
+            return "key", get_args(candidate)[1]
+        if get_origin(candidate) is list and isinstance(part, int):
+            return "item", get_args(candidate)[0]
+    return "", None
+
+
+def _is_section(annotation: Any) -> bool:
+    """Return whether mapping values of this type are sections (models or lists), not data."""
+    return any(
+        _nested_model(candidate) is not None or get_origin(candidate) in (list, dict)
+        for candidate in _unwrap(annotation)
+    )
 
 
 def _unwrap(annotation: Any) -> tuple[Any, ...]:
@@ -256,19 +269,10 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _mapping_value_type(annotation: Any) -> Any:
-    for candidate in _unwrap(annotation):
-        if get_origin(candidate) is dict:
-            return get_args(candidate)[1]
-    return None
-
-
 def _model_at(model: type[BaseModel], path: tuple[str | int, ...]) -> type[BaseModel] | None:
     annotation: Any = model
     for part in path:
-        annotation = _named_part(annotation, part, key_is_invalid=False)
-        if annotation is None:
-            return None
+        _, annotation = _child(annotation, part)
     return _nested_model(annotation)
 
 
