@@ -1,4 +1,4 @@
-"""Tests for loading governance.yaml: the example file, defaults and every kind of invalid file."""
+"""Tests for loading governance.yaml: the example file, defaults and invalid files."""
 
 from __future__ import annotations
 
@@ -85,7 +85,9 @@ def test_full_file_loads(tmp_path: Path) -> None:
     assert governance.approvals.poke_interval_s == 5
 
 
-def test_relative_path_gives_absolute_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_path_gives_absolute_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_governance(tmp_path, "governor: embedded\n")
     monkeypatch.chdir(tmp_path)
 

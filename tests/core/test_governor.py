@@ -179,7 +179,7 @@ def test_strict_planner_as_runner_is_denied() -> None:
 
 
 @pytest.mark.parametrize("approver", ["pat", "rita"])
-def test_strict_approver_as_planner_or_runner_is_denied(approver: str) -> None:
+def test_strict_approver_planner_or_runner_denied(approver: str) -> None:
     decision = decide(profile="strict", approvers=("dora", approver))
 
     assert isinstance(decision, Deny)
@@ -247,7 +247,7 @@ def test_equal_requests_get_same_decision_id() -> None:
     assert decide(request_id="req-7").decision_id == decide(request_id="req-7").decision_id
 
 
-def test_other_request_id_gets_other_decision_id() -> None:
+def test_other_request_other_decision_id() -> None:
     assert decide(request_id="req-1").decision_id != decide(request_id="req-2").decision_id
 
 

@@ -23,13 +23,13 @@ def test_independent_dependents_share_level() -> None:
     assert levels["worker"] == levels["automations"]
 
 
-def test_all_touched_api_waits_for_both_dependents() -> None:
+def test_api_waits_for_both_dependents() -> None:
     _, waits = rollback_order(["db", "api", "worker", "automations"], EXAMPLE)
 
     assert waits["api"] == ["automations", "worker"]
 
 
-def test_all_touched_db_waits_only_for_api() -> None:
+def test_db_waits_only_for_api() -> None:
     _, waits = rollback_order(["db", "api", "worker", "automations"], EXAMPLE)
 
     assert waits["db"] == ["api"]
@@ -65,7 +65,7 @@ def test_independent_services_share_level_zero() -> None:
     assert waits == {"billing": [], "mailer": [], "search": []}
 
 
-def test_siblings_without_their_dependents_share_level_zero() -> None:
+def test_lone_siblings_share_level_zero() -> None:
     levels, waits = rollback_order(["worker", "automations"], EXAMPLE)
 
     assert levels == {"automations": 0, "worker": 0}

@@ -227,8 +227,9 @@ def _split_location(
 
 
 def _child(annotation: Any, part: str | int) -> tuple[str, Any]:
-    """Return how ``part`` is reached below ``annotation`` ("field", "key", "item" or "")
-    and the annotation of the value there, or None where the type is unknown.
+    """Return the kind of step to ``part`` ("field", "key", "item" or "") and the type there.
+
+    The type is None where ``annotation`` does not say what ``part`` contains.
     """
     model = _nested_model(annotation)
     if model is not None:
