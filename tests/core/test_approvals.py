@@ -214,11 +214,6 @@ def test_corrupt_request_file_is_skipped(store: ApprovalStore) -> None:
     assert store.requested_roles("REL-1", DIGEST_B, "api") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ApprovalStore.request parses an existing REQUEST.json without catching "
-    "ValueError or KeyError, so an empty or corrupt file makes every call raise",
-)
 def test_request_replaces_corrupt_request_file(store: ApprovalStore) -> None:
     broken = store.root / "REL-1" / DIGEST_A / "api" / "REQUEST.json"
     broken.parent.mkdir(parents=True)
@@ -229,11 +224,6 @@ def test_request_replaces_corrupt_request_file(store: ApprovalStore) -> None:
     assert store.requested_roles("REL-1", DIGEST_A, "api") == ["dba"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ApprovalStore.requests sorts with item.get, so a REQUEST.json holding a JSON "
-    "list raises AttributeError",
-)
 def test_requests_skip_request_file_holding_list(store: ApprovalStore) -> None:
     store.request("REL-1", DIGEST_A, "api", ["dba"], "service approvals")
     broken = store.root / "REL-1" / DIGEST_B / "api" / "REQUEST.json"
@@ -243,11 +233,6 @@ def test_requests_skip_request_file_holding_list(store: ApprovalStore) -> None:
     assert [request["plan_sha256"] for request in store.requests("REL-1")] == [DIGEST_A]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ApprovalStore.requested_roles does not catch TypeError, so a REQUEST.json "
-    "holding a JSON list raises",
-)
 def test_requested_roles_of_list_file(store: ApprovalStore) -> None:
     broken = store.root / "REL-1" / DIGEST_A / "api" / "REQUEST.json"
     broken.parent.mkdir(parents=True)

@@ -386,11 +386,6 @@ def test_only_skipped_services_raises(tmp_path: Path) -> None:
     assert "no service deployed in environment 'staging'" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build_plan returns a cascade plan without the requested batch's phase when that "
-    "batch touches no service deployed in the environment",
-)
 def test_cascade_without_own_services_raises(tmp_path: Path) -> None:
     services = write_services(tmp_path, example_services(api={"environment": ["prod"]}))
     batches = batches_of(
@@ -402,11 +397,6 @@ def test_cascade_without_own_services_raises(tmp_path: Path) -> None:
         build_plan(plan_request("REL-1", cascade=True), batches, services, REPO_URL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build_plan sets Plan.cascade from the overlaps, not from the phases it kept, so "
-    "a plan whose newer phases were all skipped is still marked as cascading",
-)
 def test_cascade_false_after_skipped_phases(tmp_path: Path) -> None:
     services = write_services(tmp_path, example_services(worker={"environment": ["prod"]}))
     batches = batches_of(
@@ -419,11 +409,6 @@ def test_cascade_false_after_skipped_phases(tmp_path: Path) -> None:
     assert plan.cascade is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build_plan adds each phase's skipped services to Plan.skipped, so a service "
-    "skipped in two phases of a cascade is listed twice",
-)
 def test_cascade_lists_skipped_service_once(tmp_path: Path) -> None:
     services = write_services(tmp_path, example_services(worker={"environment": ["prod"]}))
     batches = batches_of(

@@ -121,11 +121,6 @@ def test_inert_text_renders_as_itself(text: str) -> None:
     assert rendered_text(inert(text)) == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inert() escapes ' to the entity &#x27; and then escapes its '#', so Markdown "
-    "shows the literal text &#x27; in place of the apostrophe",
-)
 def test_inert_apostrophe_renders_as_itself() -> None:
     assert rendered_text(inert("Don't retry payments")) == "Don't retry payments"
 

@@ -71,7 +71,7 @@ class ApprovalStore:
             "requested_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         }
         path = folder / "REQUEST.json"
-        if path.exists() and json.loads(path.read_text(encoding="utf-8"))["roles"] == document["roles"]:
+        if self.requested_roles(batch, plan_sha256, group_id) == document["roles"]:
             return
         with tempfile.NamedTemporaryFile(
             "w", dir=folder, prefix=".request.", delete=False, encoding="utf-8"
@@ -85,16 +85,18 @@ class ApprovalStore:
         found = []
         for path in (self.root / batch).glob("*/*/REQUEST.json"):
             try:
-                found.append(json.loads(path.read_text(encoding="utf-8")))
+                request = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
+            if isinstance(request, dict):
+                found.append(request)
         return sorted(found, key=lambda item: item.get("requested_at", ""), reverse=True)
 
     def requested_roles(self, batch: str, plan_sha256: str, group_id: str) -> list[str]:
         path = self.root / batch / plan_sha256 / group_id / "REQUEST.json"
         try:
             return list(json.loads(path.read_text(encoding="utf-8"))["roles"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return []
 
     def list(self, batch: str, plan_sha256: str, group_id: str) -> list[Approval]:
@@ -104,10 +106,13 @@ class ApprovalStore:
         approvals = []
         for path in sorted(folder.glob("*--*.json")):
             try:
-                approvals.append(Approval(**json.loads(path.read_text(encoding="utf-8"))))
+                approval = Approval(**json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError):
                 # An unreadable record never counts as an approval.
                 continue
+            # A record copied from another plan's folder must not count for this one.
+            if approval.batch == batch and approval.plan_sha256 == plan_sha256:
+                approvals.append(approval)
         return approvals
 
 

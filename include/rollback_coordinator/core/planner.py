@@ -117,11 +117,11 @@ def build_plan(
             own=batch_id == request.batch,
             previous=phases,
         )
-        skipped.extend(phase_skipped)
+        skipped.extend(item for item in phase_skipped if item not in skipped)
         if phase.services:
             phases.append(phase)
 
-    if not phases:
+    if not phases or phases[-1].batch != request.batch:
         raise PlanError(
             f"batch {request.batch} touches no service deployed in environment "
             f"'{request.environment}': nothing to roll back (check 'paths' and 'environment' "
@@ -137,7 +137,7 @@ def build_plan(
         created_at=request.created_at or _now(),
         reason=request.reason,
         dry_run=request.dry_run,
-        cascade=bool(overlaps),
+        cascade=len(phases) > 1,
         services_sha256=file_sha256(services.source) if not request.shape_only else "",
         phases=tuple(phases),
         skipped=tuple(skipped),

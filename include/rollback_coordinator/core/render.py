@@ -9,7 +9,7 @@ from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.plan import Plan
 
 _MARKDOWN_ACTIVE = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def inert(text: str, limit: int = 200) -> str:
@@ -21,7 +21,7 @@ def inert(text: str, limit: int = 200) -> str:
     flat = _CONTROL.sub(" ", text)
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", html.escape(flat, quote=True))
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", html.escape(flat, quote=False))
 
 
 def plan_lines(plan: Plan, digest: str) -> list[str]:

@@ -267,9 +267,8 @@ class RollbackScriptOperator(_ServiceStepOperator):
         )
         if not result.ok:
             env.record(self.task_id, self.step_kind, "failed", result=summary)
-            why = "timed out" if result.timed_out else f"exited {result.returncode}"
             raise AirflowFailException(
-                f"rollback script of service {env.step.service} {why}: {script}"
+                f"rollback script of service {env.step.service} failed: {result.summary}"
             )
         env.record(self.task_id, self.step_kind, "succeeded", result=summary)
         return summary
