@@ -125,7 +125,7 @@ def test_parsing_context_builds_only_that_dag(registered, monkeypatch):
 
 def test_hostile_commit_subject_stays_inert_in_docs(registered):
     registered.commit(
-        "REL-2: {{ 7*7 }} $(touch pwned) `id` <script>alert(1)</script> [x](http://evil)",
+        "REL-2: {{ 7777*1111 }} $(touch pwned) `id` <script>alert(1)</script> [x](http://evil)",
         {"services/worker/VERSION": "3\n"},
     )
     BatchRegistry(registered.data_dir / "registry" / "batches.json").register(
@@ -136,5 +136,5 @@ def test_hostile_commit_subject_stays_inert_in_docs(registered):
 
     assert "<script>" not in doc
     assert "](http" not in doc
-    assert "\\{\\{ 7\\*7 \\}\\}" in doc
-    assert "49" not in doc
+    assert "\\{\\{ 7777\\*1111 \\}\\}" in doc
+    assert "8640247" not in doc

@@ -44,10 +44,10 @@ def test_hostile_ids_in_commits_never_become_batches(deployment):
 
 def test_hostile_subject_and_reason_run_as_inert_text(deployment):
     deployment.commit(
-        "REL-2: $(touch pwned) `touch pwned` {{ 7*7 }}; touch pwned",
+        "REL-2: $(touch pwned) `touch pwned` {{ 7777*1111 }}; touch pwned",
         {"services/worker/VERSION": "3\n"},
     )
-    reason = "$(touch pwned) `touch pwned` {{ 7*7 }}; touch pwned\n| fake | row |"
+    reason = "$(touch pwned) `touch pwned` {{ 7777*1111 }}; touch pwned\n| fake | row |"
     deployment.plan("REL-2", "--reason", reason)
 
     result = deployment.cli("execute", str(deployment.plan_file("REL-2")), "--json")
@@ -56,7 +56,8 @@ def test_hostile_subject_and_reason_run_as_inert_text(deployment):
     assert deployment.script_runs() == ["worker"]
     assert not list(deployment.root.rglob("pwned"))
     memory = next((deployment.data_dir / "audit" / "memory").glob("*.md")).read_text()
-    assert "{{ 7\\*7 }}" in memory or "{{ 7*7 }}" in memory
-    assert "49" not in memory
+    # 7777*1111 rendered by Jinja would read 8640247.
+    assert "7777" in memory
+    assert "8640247" not in memory
     run_log = (deployment.data_dir / "audit" / "RUN_LOG.md").read_text()
     assert len([line for line in run_log.splitlines() if line.startswith("| 20")]) == 1
