@@ -12,6 +12,10 @@ from datetime import datetime, timezone
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, get_parsing_context
 
+from rollback_coordinator.airflow.operators.approval import (
+    AuthorizeServiceOperator,
+    RoleApprovalOperator,
+)
 from rollback_coordinator.airflow.operators.audit import AuditRunOperator
 from rollback_coordinator.airflow.operators.plan import AuthorizePlanOperator
 from rollback_coordinator.airflow.operators.service import (
@@ -20,7 +24,6 @@ from rollback_coordinator.airflow.operators.service import (
     VerifyMigrationsOperator,
 )
 from rollback_coordinator.airflow.runtime import AUDIT_TASK_ID, PLAN_TASK_ID
-from rollback_coordinator.airflow.sensors.approval import ApprovalSensor, AuthorizeServiceSensor
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.errors import CoordinatorError, PlanError
@@ -192,17 +195,9 @@ def _service_group(step: ServiceStep, batch_id: str, governance: Governance):
             if kind in ("health_before", "health_after"):
                 task = HealthCheckOperator(when=kind.removeprefix("health_"), **options)
             elif kind == "approval":
-                task = ApprovalSensor(
-                    poke_interval=approvals.poke_interval_s,
-                    timeout=approvals.timeout_s,
-                    **options,
-                )
+                task = RoleApprovalOperator(timeout_s=approvals.timeout_s, **options)
             elif kind == "authorize":
-                task = AuthorizeServiceSensor(
-                    poke_interval=approvals.poke_interval_s,
-                    timeout=approvals.timeout_s,
-                    **options,
-                )
+                task = AuthorizeServiceOperator(timeout_s=approvals.timeout_s, **options)
             elif kind == "verify_migrations":
                 task = VerifyMigrationsOperator(**options)
             else:

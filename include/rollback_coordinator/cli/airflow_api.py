@@ -64,3 +64,10 @@ class AirflowApi:
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         token = self._token()
         return self._call("get", f"/api/v2/dags/{dag_id}/dagRuns", token)["dag_runs"]
+
+    def answer_approval(self, dag_id: str, run_id: str, task_id: str, approve: bool) -> dict[str, Any]:
+        """Answer a waiting approval step as this API user, who Airflow records as the approver."""
+        token = self._token()
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
+        option = "Approve" if approve else "Reject"
+        return self._call("patch", path, token, json={"chosen_options": [option], "params_input": {}})

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
+from rollback_coordinator.cli.airflow_api import AirflowApi
+from rollback_coordinator.cli.execute import AIRFLOW_URL_VARIABLE
 from rollback_coordinator.cli.output import EXIT_OK, EXIT_REFUSED, Printer, current_actor
 from rollback_coordinator.core.approvals import Approval, ApprovalError, ApprovalStore, check_approval
 from rollback_coordinator.core.batch_id import validate_batch_id
@@ -23,8 +27,10 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="approve a service of a batch's plan in a role",
         description=(
             "Record your approval of one service of a batch's rollback, in one role, bound to "
-            "the plan's digest. Without --plan, the plan of the newest run waiting for this "
-            "approval is used. You are identified by ROLLBACK_ACTOR or your login name."
+            "the plan's digest. Without --plan, the plan of the run waiting for this approval "
+            "is used, or the batch's only plan. With ROLLBACK_AIRFLOW_URL set, a run waiting "
+            "in Airflow is answered there as ROLLBACK_AIRFLOW_USERNAME; otherwise you are "
+            "identified by ROLLBACK_ACTOR or your login name."
         ),
     )
     parser.add_argument("batch", help="batch id, for example REL-42")
@@ -39,14 +45,16 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     places = locations()
     governance = load_governance(places.governance_file)
     store = ApprovalStore(places.approvals_dir)
-    digest = args.plan or _waiting_plan(store, batch_id, args.service)
+    waiting = _waiting_request(store, batch_id, args.service, args.plan)
+    digest = args.plan or (waiting or {}).get("plan_sha256") or _only_plan(places.plans_dir, batch_id)
     plan, digest = read_plan(plan_path(places.plans_dir, batch_id, digest), expected_sha256=digest)
 
+    api = AirflowApi.from_environment() if os.environ.get(AIRFLOW_URL_VARIABLE) else None
     approval = Approval.now(
         batch=batch_id,
         service=args.service,
         role=args.role,
-        user=current_actor(),
+        user=api.username if api else current_actor(),
         plan_sha256=digest,
         via="cli",
     )
@@ -60,6 +68,18 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     except ApprovalError as error:
         raise ApprovalRefused(f"approval refused: {error}") from None
 
+    if api and waiting and waiting.get("plan_sha256") == digest and waiting.get("task_id"):
+        # The run is parked in Airflow: answer it there, so Airflow records the approver.
+        api.answer_approval(waiting["dag_id"], waiting["run_id"], waiting["task_id"], approve=True)
+        printer.result(
+            {"approval": vars(approval), "answered": waiting},
+            [
+                f"answered the waiting approval of {args.service} (batch {batch_id}, run "
+                f"{waiting['run_id']}) as {api.username} in Airflow for plan {digest[:12]}",
+            ],
+        )
+        return EXIT_OK
+
     path = store.record(approval, group_id=args.service)
     printer.result(
         {"approval": vars(approval), "record": str(path)},
@@ -71,11 +91,23 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     return EXIT_OK
 
 
-def _waiting_plan(store: ApprovalStore, batch_id: str, group_id: str) -> str:
+def _waiting_request(
+    store: ApprovalStore, batch_id: str, group_id: str, digest: str | None
+) -> dict | None:
     for request in store.requests(batch_id):
-        if request.get("group_id") == group_id:
-            return str(request["plan_sha256"])
+        if request.get("group_id") == group_id and digest in (None, request.get("plan_sha256")):
+            return request
+    return None
+
+
+def _only_plan(plans_dir: Path, batch_id: str) -> str:
+    """Return the digest of the batch's only plan; with several, the user must choose."""
+    digests = sorted(path.stem for path in (plans_dir / batch_id).glob("*.json"))
+    if len(digests) == 1:
+        return digests[0]
+    if not digests:
+        raise ApprovalRefused(f"batch {batch_id} has no plan yet; make one with 'rollback-coordinator plan'")
     raise ApprovalRefused(
-        f"no run of batch {batch_id} waits for an approval of '{group_id}'; "
-        f"pass --plan SHA256 to approve a plan before its run starts"
+        f"batch {batch_id} has {len(digests)} plans and no run waits for this approval; "
+        f"choose one with --plan: {', '.join(digests)}"
     )

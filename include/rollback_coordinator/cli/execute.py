@@ -13,11 +13,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from rollback_coordinator.cli.output import EXIT_OK, EXIT_RUN_FAILED, Printer
+from rollback_coordinator.cli.output import EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAILED, Printer
+from rollback_coordinator.core.approvals import ApprovalStore, satisfied_roles
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.errors import CoordinatorError
-from rollback_coordinator.core.plan import plan_path, read_plan, write_plan
-from rollback_coordinator.core.settings import locations
+from rollback_coordinator.core.governance import load_governance
+from rollback_coordinator.core.plan import Plan, plan_path, read_plan, write_plan
+from rollback_coordinator.core.settings import Locations, locations
 
 AIRFLOW_URL_VARIABLE = "ROLLBACK_AIRFLOW_URL"
 
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         )
         return EXIT_OK
 
+    _check_approvals_present(plan, digest, places)
     with _stdout_to_stderr():
         state, run_id = run_in_process(dag_id, conf)
     printer.result(
@@ -75,6 +78,38 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         ],
     )
     return EXIT_OK if state == "success" else EXIT_RUN_FAILED
+
+
+class ExecuteRefused(CoordinatorError):
+    exit_code = EXIT_REFUSED
+
+
+def _check_approvals_present(plan: Plan, digest: str, places: Locations) -> None:
+    """Refuse an in-process run that would wait for approvals nobody can give.
+
+    Without an api-server, nothing can answer a step waiting in Airflow, so approvals must be
+    recorded before the run starts.
+    """
+    if plan.dry_run:
+        return
+    governance = load_governance(places.governance_file)
+    store = ApprovalStore(places.approvals_dir)
+    missing = []
+    for step in plan.service_steps():
+        records = store.list(plan.batch, digest, step.group_id)
+        _, roles = satisfied_roles(records, plan, step.group_id, governance, runner=None)
+        missing.extend((step.group_id, role) for role in roles)
+    if missing:
+        commands = "; ".join(
+            f"rollback-coordinator approve {plan.batch} --service {group} --role {role} "
+            f"--plan {digest}"
+            for group, role in missing
+        )
+        raise ExecuteRefused(
+            f"plan {digest[:12]} needs approvals before it can run in this process: {commands}. "
+            f"Or execute through a running Airflow (ROLLBACK_AIRFLOW_URL), where approvers "
+            f"answer while the run waits."
+        )
 
 
 def run_in_process(dag_id: str, conf: dict[str, str]) -> tuple[str, str]:

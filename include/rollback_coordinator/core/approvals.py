@@ -58,8 +58,20 @@ class ApprovalStore:
         os.replace(handle.name, path)
         return path
 
-    def request(self, batch: str, plan_sha256: str, group_id: str, roles: list[str], why: str) -> None:
-        """Record that a run waits for approvals, so `approve` and `status` can find it."""
+    def request(
+        self,
+        batch: str,
+        plan_sha256: str,
+        group_id: str,
+        roles: list[str],
+        why: str,
+        **where: str,
+    ) -> None:
+        """Record that a run waits for approvals, so `approve` and `status` can find it.
+
+        ``where`` names the waiting task (dag_id, run_id, task_id), so `approve` can answer it
+        through Airflow's REST API.
+        """
         folder = self.root / batch / plan_sha256 / group_id
         folder.mkdir(parents=True, exist_ok=True)
         document = {
@@ -69,16 +81,19 @@ class ApprovalStore:
             "roles": sorted(set(roles)),
             "why": why,
             "requested_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            **where,
         }
         path = folder / "REQUEST.json"
-        if self.requested_roles(batch, plan_sha256, group_id) == document["roles"]:
-            return
         with tempfile.NamedTemporaryFile(
             "w", dir=folder, prefix=".request.", delete=False, encoding="utf-8"
         ) as handle:
             json.dump(document, handle, indent=2, sort_keys=True)
             handle.write("\n")
         os.replace(handle.name, path)
+
+    def clear_request(self, batch: str, plan_sha256: str, group_id: str) -> None:
+        """Forget a request once the step it belongs to has its approvals."""
+        (self.root / batch / plan_sha256 / group_id / "REQUEST.json").unlink(missing_ok=True)
 
     def requests(self, batch: str) -> list[dict]:
         """Return the approval requests of a batch, newest first."""

@@ -115,7 +115,9 @@ def parse_decision(data: object) -> Decision:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise DecisionFormatError(f"malformed governor decision at '{where}': {first['msg']}") from None
+        raise DecisionFormatError(
+            f"malformed governor decision at '{where}': {first['msg']}"
+        ) from None
 
 
 def decision_id(request: GovernorRequest, decision: str, rule: str) -> str:

@@ -1,4 +1,5 @@
-"""governance.yaml: which governor decides, the profiles environments require, who holds which role."""
+"""governance.yaml: which governor decides, the profiles environments require, who holds which role,
+the change freeze windows and the authority matrix."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rollback_coordinator.core.decisions import Action
 from rollback_coordinator.core.errors import ConfigError
+from rollback_coordinator.core.freeze import FreezeWindow
 from rollback_coordinator.core.services import ROLE_NAME_PATTERN, UniqueNames
 from rollback_coordinator.core.yaml_lines import (
     FieldValueError,
@@ -69,6 +72,26 @@ class RemoteGovernor(_Model):
     retries: int = Field(default=2, ge=0, le=10)
 
 
+class AuthorityRule(_Model):
+    """Who may do an action in some environments: someone in ``held_by`` must hold a role.
+
+    The runner is the person who triggered the run and approvers are the people whose
+    approvals the request carries. The planner only proposes, so it never satisfies a rule.
+    """
+
+    action: Action
+    environments: list[str] = Field(default_factory=list)
+    roles: list[RoleName] = Field(min_length=1)
+    held_by: list[Literal["runner", "approvers"]] = Field(
+        default_factory=lambda: ["runner", "approvers"], min_length=1
+    )
+
+    def applies_to(self, action: str, environment: str) -> bool:
+        return action == self.action and (
+            not self.environments or environment in self.environments
+        )
+
+
 class ApprovalSettings(_Model):
     poke_interval_s: float = Field(default=30.0, gt=0, le=3600)
     timeout_s: float = Field(default=86400.0, gt=0)
@@ -83,6 +106,8 @@ class Governance(_Model):
     roles: dict[RoleName, UniqueNames] = Field(default_factory=dict)
     remote: RemoteGovernor = Field(default_factory=RemoteGovernor)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    authority: list[AuthorityRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _default_environment_is_known(self) -> "Governance":
@@ -95,6 +120,51 @@ class Governance(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _freeze_windows_are_consistent(self) -> "Governance":
+        seen: set[str] = set()
+        for window in self.freeze_windows:
+            where = f"window '{window.name}'"
+            if window.name in seen:
+                raise FieldValueError(
+                    "freeze_windows",
+                    f"two windows are named '{window.name}'; rename one, because decisions "
+                    f"cite each window as freeze.<name>",
+                )
+            seen.add(window.name)
+            self._check_environments("freeze_windows", where, window.environments)
+            if window.override_role is not None:
+                self._check_roles("freeze_windows", where, [window.override_role])
+        return self
+
+    @model_validator(mode="after")
+    def _authority_is_consistent(self) -> "Governance":
+        for number, rule in enumerate(self.authority, start=1):
+            where = f"rule {number} ({rule.action})"
+            self._check_environments("authority", where, rule.environments)
+            self._check_roles("authority", where, rule.roles)
+        return self
+
+    def _check_environments(self, field: str, where: str, environments: list[str]) -> None:
+        for environment in environments:
+            if environment not in self.environments:
+                known = ", ".join(self.environments)
+                raise FieldValueError(
+                    field,
+                    f"{where}: environment '{environment}' is not one of the environments "
+                    f"({known}); add it under environments or fix the spelling",
+                )
+
+    def _check_roles(self, field: str, where: str, roles: list[str]) -> None:
+        for role in roles:
+            if role not in self.roles:
+                known = ", ".join(self.roles) or "none"
+                raise FieldValueError(
+                    field,
+                    f"{where}: role '{role}' is not declared under roles ({known}); "
+                    f"declare it with its users or fix the spelling",
+                )
+
     def minimum_profile(self, environment: str) -> str:
         return self.environments[environment].minimum_profile
 
@@ -104,6 +174,9 @@ class Governance(_Model):
 
     def holds_role(self, user: str, role: str) -> bool:
         return user in self.roles.get(role, [])
+
+    def authority_rules(self, action: str, environment: str) -> list[AuthorityRule]:
+        return [rule for rule in self.authority if rule.applies_to(action, environment)]
 
 
 def load_governance(path: str | Path) -> Governance:

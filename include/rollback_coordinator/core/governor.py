@@ -2,37 +2,66 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rollback_coordinator.core.decisions import (
     Authorize,
     Decision,
     Deny,
+    Escalate,
     GovernorRequest,
     RequestClarification,
     decision_id,
 )
-from rollback_coordinator.core.governance import PROFILE_RANK, PROFILES, Governance
+from rollback_coordinator.core.freeze import ActiveFreeze, active_freezes
+from rollback_coordinator.core.governance import PROFILE_RANK, PROFILES, AuthorityRule, Governance
+
+if TYPE_CHECKING:
+    from rollback_coordinator.core.remote_governor import GovernorEndpoint
+
+# A function that returns the current time, timezone-aware; tests pass a fixed one.
+Clock = Callable[[], datetime]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Governor(Protocol):
     def decide(self, request: GovernorRequest) -> Decision: ...
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class EmbeddedGovernor:
     """A local policy engine reading governance.yaml.
 
-    Rules apply in priority order and the first that decides wins: missing input, the
-    environment's minimum profile, separation of duties, policy artifacts. A request that
-    passes them all is authorized.
+    Rules apply in priority order and the first that decides wins: freeze windows, missing
+    input, the authority matrix, the environment's minimum profile, separation of duties,
+    then policy artifacts (digests, approvals). A request that passes them all is
+    authorized, and the AUTHORIZE cites every freeze window that approvers overrode.
     """
 
-    def __init__(self, governance: Governance) -> None:
+    def __init__(self, governance: Governance, now: Clock | None = None) -> None:
         self.governance = governance
+        self.now = now or utc_now
 
     def decide(self, request: GovernorRequest) -> Decision:
+        instant = self.now()
+        if instant.tzinfo is None:
+            raise ValueError("the governor's clock returned a naive datetime; return UTC time")
+        freezes = active_freezes(
+            self.governance.freeze_windows, request.scope.environment, instant
+        )
+        blocked = self._freeze(request, freezes)
+        if blocked is not None:
+            return blocked
         for rule in (
             self._missing_input,
+            self._authority,
             self._minimum_profile,
             self._separation,
             self._artifacts,
@@ -40,7 +69,50 @@ class EmbeddedGovernor:
             decision = rule(request)
             if decision is not None:
                 return decision
-        return self._authorize(request, "default.authorize")
+        overrides = [self._override_record(request, freeze) for freeze in freezes]
+        constraints = {"freeze_override": overrides} if overrides else {}
+        return self._authorize(request, "default.authorize", constraints)
+
+    def _freeze(self, request: GovernorRequest, freezes: list[ActiveFreeze]) -> Decision | None:
+        """Stop a request inside a freeze unless an approver holds each window's override role.
+
+        A window without an override role cannot be broken, so it denies. A window whose
+        role no approver holds escalates to that role, so the run can wait for one.
+        """
+        for freeze in freezes:
+            window = freeze.window
+            rule = f"freeze.{window.name}"
+            role = window.override_role
+            if role is None:
+                return self._deny(
+                    request,
+                    rule,
+                    f"{freeze.describe()} in environment '{request.scope.environment}' and "
+                    f"names no override_role, so nothing may run before it ends",
+                )
+            if not self._overriders(request, role):
+                return Escalate(
+                    decision="ESCALATE",
+                    decision_id=decision_id(request, "ESCALATE", rule),
+                    rule=rule,
+                    human_review_required=role,
+                )
+        return None
+
+    def _overriders(self, request: GovernorRequest, role: str) -> list[str]:
+        approvers = sorted(set(request.actors.approvers))
+        return [user for user in approvers if self.governance.holds_role(user, role)]
+
+    def _override_record(self, request: GovernorRequest, freeze: ActiveFreeze) -> dict[str, Any]:
+        role = freeze.window.override_role
+        assert role is not None
+        return {
+            "window": freeze.window.name,
+            "role": role,
+            "by": self._overriders(request, role),
+            "until": freeze.window.local(freeze.occurrence.end).isoformat(),
+            "acknowledged": request.freeze_acknowledged,
+        }
 
     def _missing_input(self, request: GovernorRequest) -> Decision | None:
         missing = None
@@ -66,6 +138,28 @@ class EmbeddedGovernor:
             missing_artifact=missing,
         )
 
+    def _authority(self, request: GovernorRequest) -> Decision | None:
+        """Deny unless each matching rule has a runner or approver who holds one of its roles."""
+        environment = request.scope.environment
+        for rule in self.governance.authority_rules(request.action, environment):
+            candidates = _authority_candidates(request, rule)
+            if any(self._holds_any(user, rule.roles) for user in candidates):
+                continue
+            who = " or ".join(
+                "the runner" if kind == "runner" else "an approver" for kind in rule.held_by
+            )
+            named = ", ".join(f"'{user}'" for user in candidates) or "nobody"
+            return self._deny(
+                request,
+                f"authority.{request.action}",
+                f"{request.action} in environment '{environment}' needs {who} holding one "
+                f"of the roles {', '.join(rule.roles)}; {named} holds none of them",
+            )
+        return None
+
+    def _holds_any(self, user: str, roles: list[str]) -> bool:
+        return any(self.governance.holds_role(user, role) for role in roles)
+
     def _minimum_profile(self, request: GovernorRequest) -> Decision | None:
         environment = request.scope.environment
         if environment not in self.governance.environments:
@@ -76,7 +170,9 @@ class EmbeddedGovernor:
                 f"environment '{environment}' is not declared in governance.yaml (known: {known})",
             )
         if request.profile not in PROFILE_RANK:
-            return self._deny(request, "repository.profile_known", f"unknown profile '{request.profile}'")
+            return self._deny(
+                request, "repository.profile_known", f"unknown profile '{request.profile}'"
+            )
         minimum = self.governance.minimum_profile(environment)
         if PROFILE_RANK[request.profile] < PROFILE_RANK[minimum]:
             return self._deny(
@@ -111,6 +207,14 @@ class EmbeddedGovernor:
         return None
 
     def _artifacts(self, request: GovernorRequest) -> Decision | None:
+        for artifact in request.artifacts:
+            if not _SHA256.fullmatch(artifact.sha256):
+                return self._deny(
+                    request,
+                    "artifacts.digest",
+                    f"the {artifact.kind} artifact '{artifact.ref}' has sha256 "
+                    f"'{artifact.sha256[:80]}', which is not 64 lowercase hex digits",
+                )
         profile = PROFILES[request.profile]
         if request.action == "rollback.plan" or profile.min_approvers == 0:
             return None
@@ -124,14 +228,16 @@ class EmbeddedGovernor:
             )
         return None
 
-    def _authorize(self, request: GovernorRequest, rule: str) -> Authorize:
+    def _authorize(
+        self, request: GovernorRequest, rule: str, constraints: dict[str, Any]
+    ) -> Authorize:
         return Authorize(
             decision="AUTHORIZE",
             decision_id=decision_id(request, "AUTHORIZE", rule),
             rule=rule,
             action=request.action,
             scope=request.scope.model_dump(exclude_none=True),
-            constraints={},
+            constraints=constraints,
         )
 
     def _deny(self, request: GovernorRequest, rule: str, reason: str) -> Deny:
@@ -145,11 +251,37 @@ class EmbeddedGovernor:
         )
 
 
-def governor_for(governance: Governance) -> Governor:
-    """Return the governor governance.yaml selects."""
-    if governance.governor == "embedded":
-        return EmbeddedGovernor(governance)
-    # Imported here so the embedded default never needs an HTTP client.
-    from rollback_coordinator.core.remote_governor import RemoteGovernorClient
+def _authority_candidates(request: GovernorRequest, rule: AuthorityRule) -> list[str]:
+    """Return the people a rule counts, the runner first, then approvers in name order."""
+    candidates: list[str] = []
+    if "runner" in rule.held_by and request.actors.runner is not None:
+        candidates.append(request.actors.runner)
+    if "approvers" in rule.held_by:
+        candidates.extend(sorted(set(request.actors.approvers) - set(candidates)))
+    return candidates
 
-    return RemoteGovernorClient.from_settings(governance.remote)
+
+def governor_for(
+    governance: Governance,
+    endpoint: GovernorEndpoint | None = None,
+    *,
+    now: Clock | None = None,
+) -> Governor:
+    """Return the governor governance.yaml selects.
+
+    ``endpoint`` is where a remote governor answers, which the caller resolves from the
+    Airflow connection named in ``remote.connection_id``. ``now`` is the embedded
+    governor's clock. Raise GovernorEndpointError when governance.yaml selects the remote
+    governor and no endpoint is given, so the caller fails closed.
+    """
+    if governance.governor == "embedded":
+        return EmbeddedGovernor(governance, now)
+    # Imported here so the embedded default never needs an HTTP client.
+    from rollback_coordinator.core.remote_governor import (
+        RemoteGovernorClient,
+        missing_endpoint_error,
+    )
+
+    if endpoint is None:
+        raise missing_endpoint_error(governance.remote.connection_id)
+    return RemoteGovernorClient.from_settings(governance.remote, endpoint)

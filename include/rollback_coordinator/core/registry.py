@@ -4,6 +4,11 @@ The DAG factory reads it at every parse, so reading is one ``json.load``. Writer
 an exclusive lock on ``<file>.lock`` and replace the file atomically, so readers never
 see a partial file. Because each writer reads the file again under the lock, two
 BatchRegistry writers never lose each other's updates.
+
+A batch is never deleted. A batch beyond the retention limits is marked retired and gets
+no DAG; a batch whose commits left the watched history is marked orphaned and keeps its
+DAG. Rollback requests found in git move from ``pending_requests`` to ``requests`` (started)
+once their run has been triggered, or land in ``skipped_requests`` with the reason.
 """
 
 from __future__ import annotations
@@ -11,16 +16,18 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from rollback_coordinator.core.batches import Batch, ScanResult
+from rollback_coordinator.core.batch_id import validate_batch_id
+from rollback_coordinator.core.batches import Batch, RollbackRequest, ScanResult
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.settings import locations
 
@@ -32,13 +39,44 @@ _REPAIR_HINT = (
 )
 
 
+REQUEST_SOURCES = ("tag", "trailer")
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_Result = TypeVar("_Result")
+
+
 @dataclass(frozen=True)
 class RegisteredBatch:
-    """A batch in the registry, with when it was first registered and from which repository."""
+    """A batch in the registry, with when it was first registered and from which repository.
+
+    ``retired_at`` and ``retired_reason`` are set while the retention limits exclude the
+    batch: it stays in the registry but gets no DAG. ``orphaned_at`` and ``orphaned_reason``
+    are set when its commits are no longer in the watched history: it keeps its DAG.
+    """
 
     batch: Batch
     registered_at: str
     repo: str
+    retired_at: str | None = None
+    retired_reason: str | None = None
+    orphaned_at: str | None = None
+    orphaned_reason: str | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None
+
+    @property
+    def orphaned(self) -> bool:
+        return self.orphaned_at is not None
+
+
+@dataclass(frozen=True)
+class FoundRequest:
+    """A rollback request found in git, when it was found and, if skipped, why."""
+
+    request: RollbackRequest
+    found_at: str
+    skip_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,12 +84,29 @@ class RegistrySnapshot:
     """The registry content at one moment.
 
     ``watermark`` is the head of the last registered scan, where the next incremental scan
-    starts. ``requests`` maps each handled rollback request key to when it was recorded.
+    starts. ``requests`` maps the key of each request whose run was started to when it was
+    recorded. ``pending`` holds requests whose run is still to be started, ``skipped`` the
+    requests that will not start a run automatically.
     """
 
     watermark: str | None = None
     batches: dict[str, RegisteredBatch] = field(default_factory=dict)
     requests: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, FoundRequest] = field(default_factory=dict)
+    skipped: dict[str, FoundRequest] = field(default_factory=dict)
+
+    def knows_request(self, key: str) -> bool:
+        """Return whether the request was already started, queued or skipped."""
+        return key in self.requests or key in self.pending or key in self.skipped
+
+
+@dataclass(frozen=True)
+class MergedScan:
+    """The registry after merging a scan, and which batch ids were added or restored."""
+
+    snapshot: RegistrySnapshot
+    added: list[str]
+    restored: list[str]
 
 
 class BatchRegistry:
@@ -86,37 +141,47 @@ class BatchRegistry:
         The watermark moves to ``scan.head`` unless the scan found no head.
         """
         now = _now()
-        with self._locked():
-            current = self.load()
-            batches = dict(current.batches)
-            added: list[str] = []
-            for batch in sorted(scan.batches.values(), key=lambda found: found.sequence):
-                known = batches.get(batch.id)
-                if known is None:
-                    added.append(batch.id)
-                    batches[batch.id] = RegisteredBatch(batch, registered_at=now, repo=repo)
-                    continue
-                merged = batch if scan.since is None else _extend(known.batch, batch)
-                batches[batch.id] = RegisteredBatch(merged, known.registered_at, repo)
-            watermark = scan.head if scan.head is not None else current.watermark
-            self._write(RegistrySnapshot(watermark, batches, current.requests))
-        return added
+
+        def merge(current: RegistrySnapshot) -> tuple[RegistrySnapshot, list[str]]:
+            merged = merge_scan(current, scan, repo, now)
+            return merged.snapshot, merged.added
+
+        return self.update(merge)
 
     def record_request(self, key: str) -> bool:
-        """Record a handled rollback request. Return True only the first time ``key`` is seen.
+        """Record that the run of a rollback request was started. Return True the first time.
 
-        Callers start a rollback run only on True, so each request starts one run even when
-        several schedulers scan at once.
+        The request leaves ``pending``. Callers start a rollback run only on True, or
+        record after starting the run, so each request starts one run even when several
+        schedulers scan at once.
         """
         if not isinstance(key, str) or not key:
             raise ValueError(f"invalid request key {key!r}: expected a non-empty string")
+
+        def record(current: RegistrySnapshot) -> tuple[RegistrySnapshot, bool]:
+            if key in current.requests:
+                return current, False
+            pending = {name: item for name, item in current.pending.items() if name != key}
+            requests = {**current.requests, key: _now()}
+            return replace(current, requests=requests, pending=pending), True
+
+        return self.update(record)
+
+    def update(
+        self, change: Callable[[RegistrySnapshot], tuple[RegistrySnapshot, _Result]]
+    ) -> _Result:
+        """Apply ``change`` to the current content under the lock and write its result.
+
+        ``change`` returns the new snapshot and a value that ``update`` returns. Every part
+        of the change lands in one atomic write, or none does. Returning the snapshot it
+        was given unchanged writes nothing.
+        """
         with self._locked():
             current = self.load()
-            if key in current.requests:
-                return False
-            requests = {**current.requests, key: _now()}
-            self._write(RegistrySnapshot(current.watermark, current.batches, requests))
-        return True
+            changed, result = change(current)
+            if changed is not current:
+                self._write(changed)
+        return result
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -139,6 +204,47 @@ def load_registry_batches(path: str | Path | None = None) -> dict[str, Batch]:
     """Return the registered batches by id, without their registration details."""
     snapshot = BatchRegistry(path).load()
     return {batch_id: entry.batch for batch_id, entry in snapshot.batches.items()}
+
+
+def active_batches(snapshot: RegistrySnapshot) -> dict[str, Batch]:
+    """Return the batches that get a rollback DAG: every batch that is not retired.
+
+    Orphaned batches stay active, so their DAG and run history remain reachable.
+    """
+    return {
+        batch_id: entry.batch
+        for batch_id, entry in snapshot.batches.items()
+        if not entry.retired
+    }
+
+
+def merge_scan(current: RegistrySnapshot, scan: ScanResult, repo: str, now: str) -> MergedScan:
+    """Return ``current`` with the batches of ``scan`` merged in, as ``register`` writes it.
+
+    A batch that was orphaned and appears again is replaced by what the scan found and is
+    no longer orphaned, because its old commits are gone. Retirement marks are kept, since
+    only the retention policy sets or clears them.
+    """
+    batches = dict(current.batches)
+    added: list[str] = []
+    restored: list[str] = []
+    for batch in sorted(scan.batches.values(), key=lambda found: found.sequence):
+        known = batches.get(batch.id)
+        if known is None:
+            added.append(batch.id)
+            batches[batch.id] = RegisteredBatch(batch, registered_at=now, repo=repo)
+            continue
+        if known.orphaned:
+            restored.append(batch.id)
+            merged = batch
+        else:
+            merged = batch if scan.since is None else _extend(known.batch, batch)
+        batches[batch.id] = replace(
+            known, batch=merged, repo=repo, orphaned_at=None, orphaned_reason=None
+        )
+    watermark = scan.head if scan.head is not None else current.watermark
+    snapshot = replace(current, watermark=watermark, batches=batches)
+    return MergedScan(snapshot, added, restored)
 
 
 def _extend(known: Batch, found: Batch) -> Batch:
@@ -166,13 +272,39 @@ def _snapshot_to_json(snapshot: RegistrySnapshot) -> dict[str, Any]:
             **entry.batch.to_dict(),
             "registered_at": entry.registered_at,
             "repo": entry.repo,
+            **_mark_to_json("retired", entry.retired_at, entry.retired_reason),
+            **_mark_to_json("orphaned", entry.orphaned_at, entry.orphaned_reason),
         }
     return {
         "format": REGISTRY_FORMAT,
         "watermark": snapshot.watermark,
         "batches": batches,
         "requests": dict(sorted(snapshot.requests.items())),
+        "pending_requests": _found_requests_to_json(snapshot.pending),
+        "skipped_requests": _found_requests_to_json(snapshot.skipped),
     }
+
+
+def _mark_to_json(name: str, at: str | None, reason: str | None) -> dict[str, Any]:
+    if at is None:
+        return {name: False}
+    return {name: True, f"{name}_at": at, f"{name}_reason": reason}
+
+
+def _found_requests_to_json(found: dict[str, FoundRequest]) -> dict[str, Any]:
+    result = {}
+    for key in sorted(found):
+        item = found[key]
+        result[key] = {
+            "batch": item.request.batch_id,
+            "source": item.request.source,
+            "ref": item.request.ref,
+            "sha": item.request.sha,
+            "found_at": item.found_at,
+        }
+        if item.skip_reason is not None:
+            result[key]["reason"] = item.skip_reason
+    return result
 
 
 def _snapshot_from_json(data: Any, path: Path) -> RegistrySnapshot:
@@ -192,7 +324,10 @@ def _snapshot_from_json(data: Any, path: Path) -> RegistrySnapshot:
     if not all(isinstance(value, str) for value in requests.values()):
         raise CoordinatorError(f"{path}: field 'requests' must map request keys to timestamps")
     entries = {key: _entry_from_json(key, item, path) for key, item in batches.items()}
-    return RegistrySnapshot(watermark, entries, requests)
+    # Files written before pending and skipped requests existed lack both fields.
+    pending = _found_requests_from_json(data.get("pending_requests", {}), "pending_requests", path)
+    skipped = _found_requests_from_json(data.get("skipped_requests", {}), "skipped_requests", path)
+    return RegistrySnapshot(watermark, entries, requests, pending, skipped)
 
 
 def _entry_from_json(batch_id: str, item: Any, path: Path) -> RegisteredBatch:
@@ -204,11 +339,63 @@ def _entry_from_json(batch_id: str, item: Any, path: Path) -> RegisteredBatch:
             raise ValueError("fields 'registered_at' and 'repo' must be strings")
         if batch.id != batch_id:
             raise ValueError(f"the entry is stored under a different id, {batch_id!r}")
+        retired_at, retired_reason = _mark_from_json(item, "retired")
+        orphaned_at, orphaned_reason = _mark_from_json(item, "orphaned")
     except (ValueError, CoordinatorError) as error:
         raise CoordinatorError(
             f"{path}: invalid batch entry {batch_id!r}: {error}. {_REPAIR_HINT}"
         ) from error
-    return RegisteredBatch(batch, registered_at, repo)
+    return RegisteredBatch(
+        batch, registered_at, repo, retired_at, retired_reason, orphaned_at, orphaned_reason
+    )
+
+
+def _mark_from_json(item: dict[str, Any], name: str) -> tuple[str | None, str | None]:
+    """Return the time and reason of the ``retired`` or ``orphaned`` mark, or two Nones."""
+    marked = item.get(name, False)
+    if not isinstance(marked, bool):
+        raise ValueError(f"field '{name}' must be true or false")
+    if not marked:
+        return None, None
+    at = item.get(f"{name}_at")
+    reason = item.get(f"{name}_reason")
+    if not isinstance(at, str) or not isinstance(reason, str):
+        raise ValueError(f"fields '{name}_at' and '{name}_reason' must be strings when {name}")
+    return at, reason
+
+
+def _found_requests_from_json(data: Any, name: str, path: Path) -> dict[str, FoundRequest]:
+    if not isinstance(data, dict):
+        raise CoordinatorError(f"{path}: field '{name}' must be a JSON object. {_REPAIR_HINT}")
+    found = {}
+    for key, item in data.items():
+        try:
+            found[key] = _found_request_from_json(key, item)
+        except (ValueError, CoordinatorError) as error:
+            raise CoordinatorError(
+                f"{path}: invalid entry {key!r} of '{name}': {error}. {_REPAIR_HINT}"
+            ) from error
+    return found
+
+
+def _found_request_from_json(key: str, item: Any) -> FoundRequest:
+    if not isinstance(item, dict):
+        raise ValueError("it must be a JSON object")
+    fields = ("batch", "source", "ref", "sha", "found_at")
+    if not all(isinstance(item.get(name), str) for name in fields):
+        raise ValueError(f"fields {', '.join(fields)} must be strings")
+    if item["source"] not in REQUEST_SOURCES:
+        raise ValueError(f"field 'source' must be one of {', '.join(REQUEST_SOURCES)}")
+    reason = item.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValueError("field 'reason' must be a string")
+    if _COMMIT_SHA.fullmatch(item["sha"]) is None:
+        raise ValueError(f"field 'sha' must be a full hexadecimal commit sha, got {item['sha']!r}")
+    batch_id = validate_batch_id(item["batch"], pattern=None)
+    request = RollbackRequest(batch_id, item["source"], ref=item["ref"], sha=item["sha"])
+    if request.key != key:
+        raise ValueError(f"the entry is stored under a different key, {key!r}")
+    return FoundRequest(request, item["found_at"], reason)
 
 
 def _replace_atomically(path: Path, text: str) -> None:

@@ -1,1 +1,0 @@
-"""Sensors of a rollback DAG."""
