@@ -1,7 +1,9 @@
-"""Tests for loading governance.yaml: the example file, defaults and invalid files."""
+"""Tests for loading governance.yaml: the example file, defaults, freeze windows, authority rules
+and invalid files."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,39 @@ def test_example_file_loads() -> None:
     assert governance.approvals.poke_interval_s == 10
 
 
+def commented_section(text: str, key: str) -> str:
+    """Return the commented-out example section ``key`` of a file, without the comment marks."""
+    lines = text.splitlines()
+    start = lines.index(f"# {key}:")
+    section = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        section.append(line[2:])
+    return "\n".join(section) + "\n"
+
+
+def test_example_file_has_no_freeze_or_authority() -> None:
+    governance = load_governance(EXAMPLE_FILE)
+
+    assert governance.freeze_windows == []
+    assert governance.authority == []
+
+
+def test_commented_examples_load(tmp_path: Path) -> None:
+    text = EXAMPLE_FILE.read_text(encoding="utf-8")
+    examples = commented_section(text, "freeze_windows") + commented_section(text, "authority")
+
+    governance = load_governance(write_governance(tmp_path, text + examples))
+
+    assert [window.name for window in governance.freeze_windows] == [
+        "friday-evenings",
+        "year-end",
+    ]
+    assert governance.freeze_windows[0].override_role == "release-manager"
+    assert governance.authority[0].held_by == ["approvers"]
+
+
 def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     governance = load_governance(write_governance(tmp_path, BASE))
 
@@ -83,6 +118,58 @@ def test_full_file_loads(tmp_path: Path) -> None:
     assert governance.roles == {"dba": ["bob", "carol"], "release_manager": []}
     assert governance.remote.timeout_s == 2.5
     assert governance.approvals.poke_interval_s == 5
+
+
+def test_freeze_windows_load(tmp_path: Path) -> None:
+    text = BASE + ROLES + (
+        "freeze_windows:\n"
+        "  - name: weekend\n"
+        "    weekdays: [Saturday, sun]\n"
+        "    start: '00:00'\n"
+        "    end: '00:00'\n"
+        "    timezone: America/New_York\n"
+        "    override_role: sre\n"
+        "  - name: year-end\n"
+        "    start: 2025-12-20T00:00:00+01:00\n"
+        "    end: '2026-01-05T00:00Z'\n"
+        "    environments: [prod]\n"
+        "  - name: launch-day\n"
+        "    start: '2025-09-01T08:00:00'\n"
+        "    end: '2025-09-01T20:00:00'\n"
+        "    timezone: Asia/Tokyo\n"
+    )
+    weekend, year_end, launch_day = load_governance(write_governance(tmp_path, text)).freeze_windows
+
+    assert weekend.weekly
+    assert weekend.weekdays == ["sat", "sun"]
+    assert weekend.start == time(0, 0)
+    assert weekend.override_role == "sre"
+    assert not year_end.weekly
+    assert year_end.start == datetime(2025, 12, 19, 23, 0, tzinfo=UTC)
+    assert year_end.end == datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+    assert year_end.environments == ["prod"]
+    assert year_end.override_role is None
+    assert launch_day.timezone == "Asia/Tokyo"
+
+
+def test_authority_rules_load(tmp_path: Path) -> None:
+    text = BASE + ROLES + (
+        "authority:\n"
+        "  - action: migration.rewind\n"
+        "    environments: [prod]\n"
+        "    roles: [sre]\n"
+        "  - action: rollback.plan\n"
+        "    roles: [sre]\n"
+        "    held_by: [runner]\n"
+    )
+    governance = load_governance(write_governance(tmp_path, text))
+
+    rewind, plan = governance.authority
+    assert rewind.held_by == ["runner", "approvers"]
+    assert plan.environments == []
+    assert governance.authority_rules("migration.rewind", "prod") == [rewind]
+    assert governance.authority_rules("migration.rewind", "staging") == []
+    assert governance.authority_rules("rollback.plan", "staging") == [plan]
 
 
 def test_relative_path_gives_absolute_file(
@@ -119,6 +206,11 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
     assert "\n" not in str(error)
 
 
+# Lines 7 and 8, declaring the role that freeze windows and authority rules refer to.
+ROLES = "roles:\n  sre: [pat]\n"
+# Lines 7 to 10: the start of a freeze window, whose next field is at line 11.
+WINDOW_START = ROLES + "freeze_windows:\n  - name: friday\n"
+
 # Each case: YAML text, expected field and line, and a fragment of the message.
 INVALID_FILES = {
     "empty file": ("", None, None, "the file is empty"),
@@ -128,7 +220,8 @@ INVALID_FILES = {
         "approver",
         7,
         "unknown key 'approver'; remove it or fix its spelling (allowed keys: governor, "
-        "default_environment, environments, roles, remote, approvals)",
+        "default_environment, environments, roles, remote, approvals, freeze_windows, "
+        "authority)",
     ),
     "unknown environment key": (
         BASE + "    approvers: 2\n",
@@ -269,6 +362,145 @@ INVALID_FILES = {
         "roles.dba",
         8,
         "invalid value 'bob': input should be a valid list",
+    ),
+    "unquoted window time": (
+        BASE + WINDOW_START + "    start: 16:00\n    end: '23:00'\n    timezone: UTC\n",
+        "freeze_windows",
+        11,
+        'YAML read an unquoted time as the number 960; write it in quotes, as "16:00"',
+    ),
+    "window time out of range": (
+        BASE + WINDOW_START + "    start: '25:00'\n    end: '23:00'\n    timezone: UTC\n",
+        "freeze_windows",
+        11,
+        "invalid window bound '25:00'",
+    ),
+    "weekly window without timezone": (
+        BASE + WINDOW_START + "    start: '16:00'\n    end: '23:00'\n",
+        "freeze_windows",
+        10,
+        "window 'friday' has times of day but no timezone; add an IANA name",
+    ),
+    "unknown time zone": (
+        BASE + WINDOW_START + "    start: '16:00'\n    end: '23:00'\n    timezone: Europe/Berln\n",
+        "freeze_windows",
+        13,
+        "time zone 'Europe/Berln' is unknown",
+    ),
+    "unknown weekday": (
+        BASE + WINDOW_START
+        + "    weekdays: [fri, fry]\n    start: '16:00'\n    end: '23:00'\n    timezone: UTC\n",
+        "freeze_windows",
+        11,
+        "weekday 'fry' is invalid; use mon, tue, wed, thu, fri, sat, sun",
+    ),
+    "empty weekdays": (
+        BASE + WINDOW_START
+        + "    weekdays: []\n    start: '16:00'\n    end: '23:00'\n    timezone: UTC\n",
+        "freeze_windows",
+        11,
+        "list should have at least 1 item",
+    ),
+    "fixed window without offset": (
+        BASE + WINDOW_START
+        + "    start: 2025-12-20T00:00:00\n    end: 2025-12-21T00:00:00+01:00\n",
+        "freeze_windows",
+        11,
+        "window 'friday': start has no UTC offset; add one",
+    ),
+    "fixed window date only": (
+        BASE + WINDOW_START + "    start: 2025-12-20\n    end: 2025-12-21T00:00:00+01:00\n",
+        "freeze_windows",
+        11,
+        "2025-12-20 is a date without a time",
+    ),
+    "fixed window ends before start": (
+        BASE + WINDOW_START
+        + "    start: 2025-12-21T00:00:00+01:00\n    end: 2025-12-20T00:00:00+01:00\n",
+        "freeze_windows",
+        12,
+        "window 'friday': end must be later than start",
+    ),
+    "fixed window with weekdays": (
+        BASE + WINDOW_START + "    weekdays: [fri]\n"
+        + "    start: 2025-12-20T00:00:00+01:00\n    end: 2025-12-21T00:00:00+01:00\n",
+        "freeze_windows",
+        11,
+        "weekdays apply only to weekly windows",
+    ),
+    "mixed window bounds": (
+        BASE + WINDOW_START + "    start: 2025-12-20T00:00:00+01:00\n    end: '16:00'\n",
+        "freeze_windows",
+        12,
+        "start and end must both be times of day (a weekly window) or both be date-times",
+    ),
+    "invalid window name": (
+        BASE + ROLES + "freeze_windows:\n  - name: Year End\n"
+        + "    start: '16:00'\n    end: '23:00'\n    timezone: UTC\n",
+        "freeze_windows",
+        10,
+        "window name 'Year End' is invalid",
+    ),
+    "unknown window key": (
+        BASE + WINDOW_START + "    start: '16:00'\n    end: '23:00'\n    timezone: UTC\n"
+        + "    reason: quarter close\n",
+        "freeze_windows.reason",
+        14,
+        "unknown key 'reason'",
+    ),
+    "duplicate window name": (
+        BASE + WINDOW_START + "    start: '16:00'\n    end: '23:00'\n    timezone: UTC\n"
+        + "  - name: friday\n    start: '01:00'\n    end: '02:00'\n    timezone: UTC\n",
+        "freeze_windows",
+        9,
+        "two windows are named 'friday'; rename one",
+    ),
+    "window in unknown environment": (
+        BASE + WINDOW_START + "    start: '16:00'\n    end: '23:00'\n    timezone: UTC\n"
+        + "    environments: [qa]\n",
+        "freeze_windows",
+        9,
+        "window 'friday': environment 'qa' is not one of the environments (staging, prod)",
+    ),
+    "undeclared override role": (
+        BASE + WINDOW_START + "    start: '16:00'\n    end: '23:00'\n    timezone: UTC\n"
+        + "    override_role: release-manager\n",
+        "freeze_windows",
+        9,
+        "window 'friday': role 'release-manager' is not declared under roles (sre)",
+    ),
+    "unknown authority action": (
+        BASE + ROLES + "authority:\n  - action: migration.undo\n    roles: [sre]\n",
+        "authority",
+        10,
+        "invalid value 'migration.undo': input should be 'rollback.plan', 'rollback.service' "
+        "or 'migration.rewind'",
+    ),
+    "authority without roles": (
+        BASE + ROLES + "authority:\n  - action: migration.rewind\n    roles: []\n",
+        "authority",
+        11,
+        "list should have at least 1 item",
+    ),
+    "authority held by planner": (
+        BASE + ROLES + "authority:\n  - action: migration.rewind\n    roles: [sre]\n"
+        + "    held_by: [planner]\n",
+        "authority",
+        12,
+        "input should be 'runner' or 'approvers'",
+    ),
+    "authority unknown environment": (
+        BASE + ROLES + "authority:\n  - action: migration.rewind\n    roles: [sre]\n"
+        + "    environments: [qa]\n",
+        "authority",
+        9,
+        "rule 1 (migration.rewind): environment 'qa' is not one of the environments",
+    ),
+    "authority undeclared role": (
+        BASE + ROLES + "authority:\n  - action: migration.rewind\n    roles: [dba]\n",
+        "authority",
+        9,
+        "rule 1 (migration.rewind): role 'dba' is not declared under roles (sre)",
     ),
 }
 

@@ -1,7 +1,9 @@
-"""The embedded governor's rules, its decision ids, and parsing of governor decisions."""
+"""The embedded governor's rules (freeze windows and the authority matrix among them), its decision
+ids, the choice of governor, and parsing of governor decisions."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,6 +24,11 @@ from rollback_coordinator.core.decisions import (
     parse_decision,
 )
 from rollback_coordinator.core.governor import EmbeddedGovernor, governor_for
+from rollback_coordinator.core.remote_governor import (
+    GovernorEndpoint,
+    GovernorEndpointError,
+    RemoteGovernorClient,
+)
 
 PLAN_ARTIFACT = Artifact(kind="plan", ref="plans/REL-1/ab.json", sha256="ab" * 32)
 STATE_ARTIFACT = Artifact(kind="migration_state", ref="state/db.json", sha256="cd" * 32)
@@ -412,3 +419,285 @@ def test_describe_clarification_names_missing() -> None:
     decision = decide(runner=None)
 
     assert describe(decision).endswith("by rule 'input.complete': missing actors.runner")
+
+
+FRIDAY_EVENING = datetime(2025, 1, 10, 15, 30, tzinfo=UTC)  # 16:30 in Berlin, in the window
+THURSDAY_EVENING = datetime(2025, 1, 9, 15, 30, tzinfo=UTC)
+FREEZE_WINDOWS: list[dict[str, Any]] = [
+    {
+        "name": "friday-evenings",
+        "weekdays": ["fri"],
+        "start": "16:00",
+        "end": "00:00",
+        "timezone": "Europe/Berlin",
+        "override_role": "sre",
+    },
+    {
+        "name": "year-end",
+        "start": "2025-12-20T00:00:00+01:00",
+        "end": "2026-01-05T00:00:00+01:00",
+        "environments": ["prod"],
+    },
+]
+
+
+def decide_at(
+    instant: datetime, windows: list[dict[str, Any]] | None = None, **changes: Any
+) -> Any:
+    governance = make_governance(freeze_windows=FREEZE_WINDOWS if windows is None else windows)
+    governor = EmbeddedGovernor(governance, now=lambda: instant)
+    return governor.decide(governor_request(**changes))
+
+
+def test_outside_freeze_is_authorized() -> None:
+    decision = decide_at(THURSDAY_EVENING)
+
+    assert isinstance(decision, Authorize)
+    assert decision.constraints == {}
+
+
+def test_freeze_escalates_to_override_role() -> None:
+    decision = decide_at(FRIDAY_EVENING)
+
+    assert isinstance(decision, Escalate)
+    assert decision.rule == "freeze.friday-evenings"
+    assert decision.human_review_required == "sre"
+
+
+def test_freeze_override_by_role_holder_passes() -> None:
+    decision = decide_at(FRIDAY_EVENING, approvers=("pat", "dora"), planner="sam")
+
+    assert isinstance(decision, Authorize)
+    assert decision.rule == "default.authorize"
+    assert decision.constraints == {
+        "freeze_override": [
+            {
+                "window": "friday-evenings",
+                "role": "sre",
+                "by": ["pat"],
+                "until": "2025-01-11T00:00:00+01:00",
+                "acknowledged": False,
+            }
+        ]
+    }
+
+
+def test_freeze_override_by_non_holder_escalates() -> None:
+    decision = decide_at(FRIDAY_EVENING, approvers=("dora", "sam"))
+
+    assert isinstance(decision, Escalate)
+    assert decision.human_review_required == "sre"
+
+
+def test_runner_holding_override_role_escalates() -> None:
+    decision = decide_at(FRIDAY_EVENING, runner="pat", planner="rita")
+
+    assert isinstance(decision, Escalate)
+    assert decision.rule == "freeze.friday-evenings"
+
+
+def test_freeze_without_override_role_denies() -> None:
+    decision = decide_at(datetime(2025, 12, 23, 10, 0, tzinfo=UTC), environment="prod")
+
+    assert isinstance(decision, Deny)
+    assert decision.rule == "freeze.year-end"
+    assert decision.violated_rule == "freeze.year-end"
+    assert "change freeze 'year-end' is in force" in decision.reason
+    assert "until 2026-01-05T00:00:00+01:00" in decision.reason
+    assert "names no override_role" in decision.reason
+
+
+def test_freeze_for_other_environment_ignored() -> None:
+    decision = decide_at(datetime(2025, 12, 23, 10, 0, tzinfo=UTC), environment="staging")
+
+    assert isinstance(decision, Authorize)
+
+
+def test_freeze_checked_before_missing_input() -> None:
+    decision = decide_at(FRIDAY_EVENING, profile=None)
+
+    assert isinstance(decision, Escalate)
+
+
+def test_each_active_freeze_needs_override() -> None:
+    windows = [
+        FREEZE_WINDOWS[0],
+        {**FREEZE_WINDOWS[1], "override_role": "security", "environments": []},
+    ]
+    christmas_friday = datetime(2025, 12, 26, 15, 30, tzinfo=UTC)
+
+    decision = decide_at(christmas_friday, windows, approvers=("pat",), planner="dora")
+
+    assert isinstance(decision, Escalate)
+    assert decision.rule == "freeze.year-end"
+    assert decision.human_review_required == "security"
+
+
+def test_all_overrides_are_cited() -> None:
+    windows = [
+        FREEZE_WINDOWS[0],
+        {**FREEZE_WINDOWS[1], "override_role": "security", "environments": []},
+    ]
+    christmas_friday = datetime(2025, 12, 26, 15, 30, tzinfo=UTC)
+
+    decision = decide_at(christmas_friday, windows, approvers=("sam", "pat"), planner="dora")
+
+    assert isinstance(decision, Authorize)
+    overrides = decision.constraints["freeze_override"]
+    assert [(item["window"], item["by"]) for item in overrides] == [
+        ("friday-evenings", ["pat"]),
+        ("year-end", ["sam"]),
+    ]
+
+
+def test_freeze_override_records_acknowledgment() -> None:
+    governance = make_governance(freeze_windows=FREEZE_WINDOWS)
+    request = governor_request(approvers=("pat",), planner="sam").model_copy(
+        update={"freeze_acknowledged": True}
+    )
+
+    decision = EmbeddedGovernor(governance, now=lambda: FRIDAY_EVENING).decide(request)
+
+    assert isinstance(decision, Authorize)
+    assert decision.constraints["freeze_override"][0]["acknowledged"] is True
+
+
+def test_override_still_meets_later_rules() -> None:
+    decision = decide_at(FRIDAY_EVENING, profile="strict", approvers=("pat",), planner="pat")
+
+    assert isinstance(decision, Deny)
+    assert decision.rule == "separation.full_split"
+
+
+def test_naive_clock_is_rejected() -> None:
+    governor = EmbeddedGovernor(make_governance(), now=lambda: datetime(2025, 1, 10, 12, 0))
+
+    with pytest.raises(ValueError, match="naive datetime"):
+        governor.decide(governor_request())
+
+
+AUTHORITY: list[dict[str, Any]] = [
+    {"action": "migration.rewind", "environments": ["qa"], "roles": ["dba"]},
+]
+REWIND = {"action": "migration.rewind", "artifacts": (PLAN_ARTIFACT, STATE_ARTIFACT)}
+
+
+def decide_with_authority(rules: list[dict[str, Any]] | None = None, **changes: Any) -> Any:
+    governance = make_governance(authority=AUTHORITY if rules is None else rules)
+    return EmbeddedGovernor(governance).decide(governor_request(**{**REWIND, **changes}))
+
+
+def test_authority_approver_with_role_allowed() -> None:
+    decision = decide_with_authority(environment="qa", approvers=("dan",))
+
+    assert isinstance(decision, Authorize)
+
+
+def test_authority_runner_with_role_allowed() -> None:
+    decision = decide_with_authority(environment="qa", runner="dora")
+
+    assert isinstance(decision, Authorize)
+
+
+def test_authority_without_role_denied() -> None:
+    decision = decide_with_authority(environment="qa", approvers=("sam",))
+
+    assert isinstance(decision, Deny)
+    assert decision.rule == "authority.migration.rewind"
+    assert decision.violated_rule == "authority.migration.rewind"
+    assert decision.reason == (
+        "migration.rewind in environment 'qa' needs the runner or an approver holding one of "
+        "the roles dba, and none of 'rita', 'sam' does"
+    )
+
+
+def test_authority_ignores_planner_role() -> None:
+    decision = decide_with_authority(environment="qa", planner="dora")
+
+    assert isinstance(decision, Deny)
+    assert decision.rule == "authority.migration.rewind"
+
+
+def test_authority_other_environment_unrestricted() -> None:
+    decision = decide_with_authority(environment="staging")
+
+    assert isinstance(decision, Authorize)
+
+
+def test_authority_other_action_unrestricted() -> None:
+    decision = decide_with_authority(environment="qa", action="rollback.service")
+
+    assert isinstance(decision, Authorize)
+
+
+def test_authority_rule_without_environments_applies() -> None:
+    rules = [{"action": "rollback.service", "roles": ["sre"]}]
+
+    decision = decide_with_authority(rules, action="rollback.service", artifacts=(PLAN_ARTIFACT,))
+
+    assert isinstance(decision, Deny)
+    assert decision.rule == "authority.rollback.service"
+
+
+def test_authority_held_by_approvers_only() -> None:
+    rules = [{**AUTHORITY[0], "held_by": ["approvers"]}]
+
+    decision = decide_with_authority(rules, environment="qa", runner="dora")
+
+    assert isinstance(decision, Deny)
+    assert decision.reason.endswith(
+        "needs an approver holding one of the roles dba, and there is nobody to hold one"
+    )
+
+
+def test_authority_every_matching_rule_applies() -> None:
+    rules = [*AUTHORITY, {"action": "migration.rewind", "roles": ["security"]}]
+
+    denied = decide_with_authority(rules, environment="qa", approvers=("dan",))
+    allowed = decide_with_authority(rules, environment="qa", approvers=("dan", "sam"))
+
+    assert isinstance(denied, Deny)
+    assert "roles security" in denied.reason
+    assert isinstance(allowed, Authorize)
+
+
+def test_authority_checked_before_minimum_profile() -> None:
+    decision = decide_with_authority(environment="qa", profile="flow")
+
+    assert isinstance(decision, Deny)
+    assert decision.rule == "authority.migration.rewind"
+
+
+def test_malformed_artifact_digest_is_denied() -> None:
+    artifact = Artifact(kind="plan", ref="plans/REL-1/x.json", sha256="AB" * 32)
+
+    decision = decide(artifacts=(artifact,))
+
+    assert isinstance(decision, Deny)
+    assert decision.rule == "artifacts.digest"
+    assert "the plan artifact 'plans/REL-1/x.json'" in decision.reason
+
+
+def test_remote_governor_selected_with_endpoint() -> None:
+    endpoint = GovernorEndpoint(base_url="https://governor.example.com/hummbl", token="t0k")
+
+    governor = governor_for(make_governance(governor="remote"), endpoint)
+
+    assert isinstance(governor, RemoteGovernorClient)
+    assert governor.url == "https://governor.example.com/hummbl/v1/decisions"
+
+
+def test_remote_governor_without_endpoint_fails_closed() -> None:
+    with pytest.raises(GovernorEndpointError) as caught:
+        governor_for(make_governance(governor="remote"))
+
+    assert "Airflow connection 'hummbl_governor_default'" in str(caught.value)
+    assert "AIRFLOW_CONN_HUMMBL_GOVERNOR_DEFAULT=" in str(caught.value)
+
+
+def test_governor_for_passes_clock() -> None:
+    governance = make_governance(freeze_windows=FREEZE_WINDOWS)
+
+    decision = governor_for(governance, now=lambda: FRIDAY_EVENING).decide(governor_request())
+
+    assert isinstance(decision, Escalate)

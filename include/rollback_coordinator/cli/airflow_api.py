@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -11,6 +13,9 @@ import requests
 from rollback_coordinator.core.errors import CoordinatorError
 
 TIMEOUT_S = 30
+# How long to wait for a step to park, and how old its request must be before answering.
+PARK_WAIT_S = 60
+SETTLE_S = 15
 
 
 class AirflowApiError(CoordinatorError):
@@ -65,9 +70,33 @@ class AirflowApi:
         token = self._token()
         return self._call("get", f"/api/v2/dags/{dag_id}/dagRuns", token)["dag_runs"]
 
-    def answer_approval(self, dag_id: str, run_id: str, task_id: str, approve: bool) -> dict[str, Any]:
+    def answer_approval(
+        self, dag_id: str, run_id: str, task_id: str, approve: bool, requested_at: str
+    ) -> dict[str, Any]:
         """Answer a waiting approval step as this API user, who Airflow records as the approver."""
         token = self._token()
+        self._wait_until_parked(token, dag_id, run_id, task_id, requested_at)
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
         option = "Approve" if approve else "Reject"
         return self._call("patch", path, token, json={"chosen_options": [option], "params_input": {}})
+
+    def _wait_until_parked(
+        self, token: str, dag_id: str, run_id: str, task_id: str, requested_at: str
+    ) -> None:
+        # NOTE: Airflow 3.3.2 fails a task whose answer arrives in the second after it parks,
+        # before the scheduler has processed the executor's event for the parked attempt
+        # ("finished with state success, but the task instance's state attribute is queued").
+        # The executor event came 6 s after parking here, so answer only once the task is
+        # parked and its request is SETTLE_S old.
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        deadline = time.monotonic() + PARK_WAIT_S
+        while True:
+            state = self._call("get", path, token).get("state")
+            age = time.time() - datetime.fromisoformat(requested_at).timestamp()
+            if state == "awaiting_input" and age >= SETTLE_S:
+                return
+            if time.monotonic() > deadline:
+                raise AirflowApiError(
+                    f"task {task_id} of run {run_id} is {state}, not waiting for an approval"
+                )
+            time.sleep(1)

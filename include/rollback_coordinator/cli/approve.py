@@ -70,7 +70,10 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
 
     if api and waiting and waiting.get("plan_sha256") == digest and waiting.get("task_id"):
         # The run is parked in Airflow: answer it there, so Airflow records the approver.
-        api.answer_approval(waiting["dag_id"], waiting["run_id"], waiting["task_id"], approve=True)
+        api.answer_approval(
+            waiting["dag_id"], waiting["run_id"], waiting["task_id"], approve=True,
+            requested_at=waiting["requested_at"],
+        )
         printer.result(
             {"approval": vars(approval), "answered": waiting},
             [

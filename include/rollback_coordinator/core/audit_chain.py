@@ -122,8 +122,8 @@ class AuditChain:
     def append(self, record_fields: Mapping[str, Any]) -> dict[str, Any]:
         """Append one step record and return it as written, with index, hashes and signature.
 
-        ``record_fields`` holds the STEP_FIELDS. batch, run_id and step are required, the rest
-        default to None. Values must be JSON data; other objects are stored as their str().
+        ``record_fields`` contains the STEP_FIELDS. batch, run_id and step are required, and
+        the rest default to None. Values must be JSON data; other objects are stored as their str().
         """
         fields = _step_fields(record_fields, self.path)
         if self.redactor is not None:
@@ -141,12 +141,17 @@ class AuditChain:
             last = _last_record(handle, self.path)
             self._check_can_extend(last, batch, run_id)
             index = _next_index(last)
-            record: dict[str, Any] = {"index": index, "kind": SEAL, "batch": batch,
-                                      "run_id": run_id}
-            record["count"] = index
-            record["head_hash"] = _prev_hash(last, batch, run_id)
-            record["sealed_at"] = sealed_at or utc_timestamp()
-            record["prev_hash"] = record["head_hash"]
+            head_hash = _prev_hash(last, batch, run_id)
+            record = {
+                "index": index,
+                "kind": SEAL,
+                "batch": batch,
+                "run_id": run_id,
+                "count": index,
+                "head_hash": head_hash,
+                "sealed_at": sealed_at or utc_timestamp(),
+                "prev_hash": head_hash,
+            }
             return self._write(handle, record)
 
     def read(self) -> list[dict[str, Any]]:
@@ -197,10 +202,17 @@ class AuditChain:
         if self.signer is not None:
             record["signature"] = self.signer.sign(record["hash"].encode("ascii"))
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-        # One write of one whole line; append mode puts it at the end of the file.
-        handle.write(line.encode("ascii") + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+        try:
+            # One write of one whole line. Append mode puts it at the end of the file.
+            handle.write(line.encode("ascii") + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as error:
+            raise AuditChainError(
+                f"{self.path}: failed to write audit record {record['index']} ({error}); free "
+                f"disk space or fix the folder's permissions, then run `rollback-coordinator "
+                f"audit verify {self.path}`"
+            ) from error
         return record
 
     @contextmanager
@@ -529,8 +541,9 @@ def _verification_key(
     key = read_public_key(found)
     if key_id_of(key) != key_id:
         raise AuditChainError(
-            f"{found}: the file name names key {key_id} but it holds key {key_id_of(key)}; "
-            f"replace it with the published key, or pass the right one with --public-key"
+            f"{found}: the file is named for key {key_id} but contains key "
+            f"{key_id_of(key)}; replace it with the published key, or pass the right one with "
+            f"--public-key"
         )
     return key, str(found)
 

@@ -31,6 +31,7 @@ class WatermarkLostError(CoordinatorError):
 
     def __init__(self, since: str, reason: str) -> None:
         self.since = since
+        self.reason = reason
         super().__init__(
             f"watermark {since!r} cannot start an incremental scan: {reason}. "
             f"Run a full scan (since=None) to rebuild the batches."

@@ -179,7 +179,7 @@ class FreezeWindow(BaseModel):
     def occurrence_at(self, now: datetime) -> Occurrence | None:
         """Return the occurrence of this window that contains ``now``, or None.
 
-        ``now`` must be timezone-aware.
+        Raise ValueError when ``now`` is naive, because a naive time has no single instant.
         """
         if now.tzinfo is None:
             raise ValueError("freeze windows need a timezone-aware instant, got a naive one")

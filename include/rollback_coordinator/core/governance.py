@@ -73,9 +73,10 @@ class RemoteGovernor(_Model):
 
 
 class AuthorityRule(_Model):
-    """Who may do an action in some environments: someone in ``held_by`` must hold a role.
+    """One rule of the authority matrix: the roles an action needs in some environments.
 
-    The runner is the person who triggered the run and approvers are the people whose
+    A person counted by ``held_by`` must hold one of ``roles``, and an empty
+    ``environments`` matches every environment. The runner is the person who triggered the run and approvers are the people whose
     approvals the request carries. The planner only proposes, so it never satisfies a rule.
     """
 

@@ -22,7 +22,7 @@ from rollback_coordinator.core.governance import PROFILE_RANK, PROFILES, Authori
 if TYPE_CHECKING:
     from rollback_coordinator.core.remote_governor import GovernorEndpoint
 
-# A function that returns the current time, timezone-aware; tests pass a fixed one.
+# A function that returns the current timezone-aware time. Tests pass one with a fixed time.
 Clock = Callable[[], datetime]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -52,7 +52,10 @@ class EmbeddedGovernor:
     def decide(self, request: GovernorRequest) -> Decision:
         instant = self.now()
         if instant.tzinfo is None:
-            raise ValueError("the governor's clock returned a naive datetime; return UTC time")
+            raise ValueError(
+                "the governor's clock returned a naive datetime; pass a clock that returns "
+                "timezone-aware times, such as utc_now"
+            )
         freezes = active_freezes(
             self.governance.freeze_windows, request.scope.environment, instant
         )
@@ -148,12 +151,11 @@ class EmbeddedGovernor:
             who = " or ".join(
                 "the runner" if kind == "runner" else "an approver" for kind in rule.held_by
             )
-            named = ", ".join(f"'{user}'" for user in candidates) or "nobody"
             return self._deny(
                 request,
                 f"authority.{request.action}",
                 f"{request.action} in environment '{environment}' needs {who} holding one "
-                f"of the roles {', '.join(rule.roles)}; {named} holds none of them",
+                f"of the roles {', '.join(rule.roles)}, and {_none_of(candidates)}",
             )
         return None
 
@@ -261,6 +263,14 @@ def _authority_candidates(request: GovernorRequest, rule: AuthorityRule) -> list
     return candidates
 
 
+def _none_of(users: list[str]) -> str:
+    if not users:
+        return "there is nobody to hold one"
+    if len(users) == 1:
+        return f"'{users[0]}' does not"
+    return "none of " + ", ".join(f"'{user}'" for user in users) + " does"
+
+
 def governor_for(
     governance: Governance,
     endpoint: GovernorEndpoint | None = None,
@@ -269,8 +279,8 @@ def governor_for(
 ) -> Governor:
     """Return the governor governance.yaml selects.
 
-    ``endpoint`` is where a remote governor answers, which the caller resolves from the
-    Airflow connection named in ``remote.connection_id``. ``now`` is the embedded
+    ``endpoint`` is the address and token of the remote governor, which the caller resolves
+    from the Airflow connection named in ``remote.connection_id``. ``now`` is the embedded
     governor's clock. Raise GovernorEndpointError when governance.yaml selects the remote
     governor and no endpoint is given, so the caller fails closed.
     """

@@ -2,9 +2,12 @@
 
 The emitter takes any object with StatsD-style ``incr(name)``, ``timing(name, delta)`` and
 ``gauge(name, value)`` methods. In Airflow 3.3 that is ``Stats`` from
-``airflow.sdk.observability.stats``, which sends to StatsD, Datadog or OpenTelemetry as
-``[metrics]`` configures, and adds the ``statsd_prefix`` (default "airflow") in front of
-every name.
+``airflow.sdk.observability.stats`` (``airflow.stats`` still exists but only warns and
+forwards). The task runner builds its backend from ``[metrics]`` when a task starts:
+``statsd_on`` with ``statsd_host``, ``statsd_port`` (default 8125) and ``statsd_prefix``
+(default "airflow", put in front of every name), or ``statsd_datadog_enabled``, or
+``otel_on``. StatsD also needs the ``statsd`` package (the apache-airflow[statsd] extra).
+Without it Airflow logs "Could not configure StatsClient" and drops every metric.
 
 Names carry their dimensions (profile, outcome, service) as name segments, because plain
 StatsD has no tags:
@@ -64,9 +67,10 @@ def service_health_metric(service: str, phase: str) -> str:
 
 
 class RollbackMetrics:
-    """Send the coordinator's metrics through ``emitter``."""
+    """Send the coordinator's metrics through ``emitter``, logging failures to ``log``
+    (a logging.Logger or the task's ``self.log`` in Airflow)."""
 
-    def __init__(self, emitter: MetricsEmitter, *, log: logging.Logger | None = None) -> None:
+    def __init__(self, emitter: MetricsEmitter, *, log: Any = None) -> None:
         self.emitter = emitter
         self.log = log or logger
 
@@ -83,7 +87,8 @@ class RollbackMetrics:
             return
         self._send("incr", run_outcome_metric(outcome, profile))
         if outcome != "dry_run":
-            # A timedelta, because every Airflow metrics backend turns it into milliseconds.
+            # A timedelta, because Airflow 3.3's StatsD, Datadog and OpenTelemetry backends all
+            # turn it into milliseconds.
             self._send("timing", run_duration_metric(profile), duration)
 
     def service_health(self, *, service: str, phase: str, healthy: bool) -> None:

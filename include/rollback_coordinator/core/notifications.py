@@ -3,8 +3,9 @@
 Channels and routes come from the ``notifications`` section of governance.yaml. Without it,
 three log channels exist (whisper, nexus, chronos) and every event goes to all of them.
 
-A notification never fails a rollback. Delivery problems come back as DeliveryResult
-records, which the caller writes to the audit trail; the bus itself raises nothing.
+A notification must not fail a rollback, so NotificationBus.notify catches every error and
+returns delivery problems as DeliveryResult records, which the caller writes to the audit
+trail.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollback_coordinator.core.redaction import Redactor
 from rollback_coordinator.core.yaml_lines import FieldValueError
@@ -35,7 +37,7 @@ EventName = Literal[
 ]
 CHANNEL_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
 
-# A webhook answer worth another attempt: the receiver is overloaded, restarting or slow.
+# A webhook response worth another attempt: the receiver is overloaded, restarting or slow.
 # Any other 4xx means the request itself is wrong, and sending it again cannot help.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -59,19 +61,30 @@ class LogChannel(_Model):
 class WebhookChannel(_Model):
     """A channel that POSTs each notification as JSON to ``url``.
 
-    ``timeout_s`` bounds the connect and the wait for the answer, each. A failed attempt is
+    ``timeout_s`` bounds the connect and the wait for the response, each. A failed attempt is
     repeated up to ``retries`` times, after ``backoff_s``, doubling each time up to
     ``max_backoff_s``. The worst case for one notification is about
     ``(retries + 1) * 2 * timeout_s`` plus the backoff waits.
     """
 
     kind: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://[^\s/]+")
+    url: str
     timeout_s: float = Field(default=5.0, gt=0, le=60)
     retries: int = Field(default=3, ge=0, le=10)
     backoff_s: float = Field(default=0.5, ge=0, le=60)
     max_backoff_s: float = Field(default=8.0, ge=0, le=300)
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"'{url}' is not an http or https URL; write it in full, such as "
+                f"https://hooks.example.com/rollback"
+            )
+        return url
 
 
 Channel = Annotated[LogChannel | WebhookChannel, Field(discriminator="kind")]
@@ -117,7 +130,7 @@ class NotificationSettings(_Model):
 class DeliveryResult:
     """What happened to one notification on one channel.
 
-    ``status`` is the last HTTP status of a webhook, None when no answer came. ``error`` is
+    ``status`` is the last HTTP status of a webhook, None when no response came. ``error`` is
     None when ``delivered``.
     """
 
@@ -140,8 +153,9 @@ def utc_now() -> str:
 class NotificationBus:
     """Send run events to the channels that ``settings`` routes them to.
 
-    ``redactor`` masks secrets in the payload and in error texts; ``log`` receives the lines
-    of log channels and the delivery warnings (the task's logger in Airflow).
+    ``redactor`` masks secrets in the payload and in error texts. ``log`` receives the lines
+    of log channels and the delivery warnings. It is a logging.Logger or any object with the
+    same ``log``, ``warning`` and ``error`` methods: in Airflow, pass the task's ``self.log``.
     """
 
     def __init__(
@@ -149,7 +163,7 @@ class NotificationBus:
         settings: NotificationSettings | None = None,
         *,
         redactor: Redactor | None = None,
-        log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        log: Any = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -169,8 +183,22 @@ class NotificationBus:
         service: str | None = None,
     ) -> list[DeliveryResult]:
         """Send one event to its channels and return one result per channel. Never raises."""
+        try:
+            return self._notify(event, batch, run_id, detail, service)
+        except Exception as error:  # noqa: BLE001 - a notification must not fail the run
+            self.log.error(
+                "notification %s for batch %s run %s not sent: %s",
+                event, batch, run_id, self._text(error),
+            )
+            return [DeliveryResult("-", "-", event, False, 0, error=self._text(error))]
+
+    def _notify(
+        self, event: str, batch: str, run_id: str, detail: str, service: str | None
+    ) -> list[DeliveryResult]:
         if event not in EVENTS:
-            self.log.error("notification not sent: unknown event %r (known: %s)", event, EVENTS)
+            self.log.error(
+                "notification not sent: unknown event %r (known: %s)", event, ", ".join(EVENTS)
+            )
             return [DeliveryResult("-", "-", event, False, 0, error=f"unknown event {event!r}")]
         payload = self._payload(event, batch, run_id, detail, service)
         results = []

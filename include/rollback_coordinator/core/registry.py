@@ -218,13 +218,24 @@ def active_batches(snapshot: RegistrySnapshot) -> dict[str, Batch]:
     }
 
 
-def merge_scan(current: RegistrySnapshot, scan: ScanResult, repo: str, now: str) -> MergedScan:
+def merge_scan(
+    current: RegistrySnapshot,
+    scan: ScanResult,
+    repo: str,
+    now: str,
+    *,
+    replace_known: bool | None = None,
+) -> MergedScan:
     """Return ``current`` with the batches of ``scan`` merged in, as ``register`` writes it.
 
-    A batch that was orphaned and appears again is replaced by what the scan found and is
-    no longer orphaned, because its old commits are gone. Retirement marks are kept, since
-    only the retention policy sets or clears them.
+    ``replace_known`` says whether a known batch is replaced by what the scan found or
+    extended with its new commits; by default a full scan replaces and an incremental scan
+    extends. A batch that was orphaned and appears again is always replaced and is no longer
+    orphaned, because its old commits are gone. Retirement marks are kept, since only the
+    retention policy sets or clears them.
     """
+    if replace_known is None:
+        replace_known = scan.since is None
     batches = dict(current.batches)
     added: list[str] = []
     restored: list[str] = []
@@ -238,7 +249,7 @@ def merge_scan(current: RegistrySnapshot, scan: ScanResult, repo: str, now: str)
             restored.append(batch.id)
             merged = batch
         else:
-            merged = batch if scan.since is None else _extend(known.batch, batch)
+            merged = batch if replace_known else _extend(known.batch, batch)
         batches[batch.id] = replace(
             known, batch=merged, repo=repo, orphaned_at=None, orphaned_reason=None
         )

@@ -37,10 +37,10 @@ DECISIONS_PATH = "/v1/decisions"
 # Printable ASCII without spaces: anything else cannot travel in an HTTP header unchanged.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 
-# A decision is a few hundred bytes; a longer answer is not one, so reading stops here.
+# A decision is a few hundred bytes, so a longer response body is rejected unread.
 MAX_ANSWER_BYTES = 1024 * 1024
 
-# No HTTP answer (refused, reset, DNS failure, timeout) or HTTP 5xx, after every retry.
+# No HTTP response (refused, reset, DNS failure, timeout) or HTTP 5xx, after every retry.
 RULE_UNAVAILABLE = "governor.unavailable"
 # An HTTP status other than 200 and 5xx, such as 401, 403, 404 or a redirect. Never retried.
 RULE_HTTP_STATUS = "governor.http_status"
@@ -66,7 +66,7 @@ def missing_endpoint_error(connection_id: str) -> GovernorEndpointError:
 
 @dataclass(frozen=True)
 class GovernorEndpoint:
-    """Where the remote governor answers and the bearer token it expects, if any."""
+    """The base URL of the remote governor and the bearer token it expects, if any."""
 
     base_url: str
     token: str | None = field(default=None, repr=False)

@@ -32,6 +32,8 @@ def apply_retention(
     is older than ``max_age_days``, or when ``max_batches`` newer batches are already kept.
     A batch that stays retired keeps the time and reason of its first retirement.
     """
+    if now.tzinfo is None:
+        raise ValueError("apply_retention needs a timezone-aware 'now', such as datetime.now(UTC)")
     policy = policy or RetentionPolicy()
     ranked = sorted(
         snapshot.batches.values(), key=lambda entry: (entry.batch.sequence, entry.batch.id)
@@ -68,7 +70,10 @@ def _retire_reason(
                 f"retention.max_age_days={policy.max_age_days}"
             )
     if policy.max_batches is not None and kept >= policy.max_batches:
-        return f"{kept} newer batches are kept, the limit retention.max_batches"
+        return (
+            f"the {kept} newer batches already reach "
+            f"retention.max_batches={policy.max_batches}"
+        )
     return None
 
 

@@ -205,7 +205,7 @@ def publish_public_key(public_key: Ed25519PublicKey, directory: str | Path) -> P
     except FileExistsError:
         if _read_key_file(target, "published public key") != pem:
             raise SigningError(
-                f"{target}: holds a different public key than the one being published; "
+                f"{target}: contains a different public key than the one being published; "
                 f"remove the file if it is stale, or check who wrote it"
             ) from None
     except OSError as error:

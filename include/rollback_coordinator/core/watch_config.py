@@ -64,6 +64,7 @@ class WatchConfig(_Model):
     clone_dir: str | None = None
     interval_minutes: int = Field(default=5, ge=1, le=1440)
     start_runs: bool = True
+    dag_poke_interval_s: int = Field(default=30, ge=5, le=3600)
     dag_wait_timeout_s: int = Field(default=900, ge=30, le=86400)
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
 

@@ -26,7 +26,7 @@ from rollback_coordinator.demo.sample import create_sample
 
 CHECKOUT = Path(__file__).resolve().parents[3]
 SAMPLE_API_PORT = 18631
-USERS = {"admin": "admin", "alice": "user", "bob": "user", "guardian": "user"}
+USERS = {"admin": "admin", "alice": "user", "bob": "user", "guardian": "user", "gina": "user"}
 
 
 @dataclass

@@ -31,7 +31,7 @@ class RepositoryMigration:
 
     ``checksums`` lists every value the tool may have stored for the file, and is empty when
     the tool stores none. ``down`` describes the way back (a file, or a function in the
-    file) and is None when there is none; ``no_down_reason`` then says why. ``parents`` are
+    file) and is None when there is none, with ``no_down_reason`` saying why. ``parents`` are
     the ids the migration builds on, for tools whose order is a graph (alembic).
     """
 
@@ -61,12 +61,13 @@ class HistoryEntry:
 class MigrationAdapter(ABC):
     """What the verifier needs to know about one migration tool.
 
-    ``columns`` is the part of the tool's history table the adapter reads, in the tool's own
-    spelling, and ``order_by`` sorts the rows into the order the tool applied them.
-    ``default_schema`` is the PostgreSQL schema the tool creates its table in when it does
-    not use the connection's search_path. ``checksum`` names what the stored checksum is
-    computed over, or is None for tools that store none. ``down_hint`` tells a user how to
-    add a way back for one migration.
+    ``columns`` are the columns of the tool's history table that the adapter reads, and
+    ``order_by`` sorts the rows into the order the tool applied them. ``default_schema`` is
+    the PostgreSQL schema the tool creates its table in, or None for the search_path.
+    ``checksum`` names what the stored checksum is computed over. It is None when no
+    checksum is compared, and ``unchecked_checksum`` then says why for a tool that stores
+    one. ``down_hint`` tells a user how to add a way back for a migration, and
+    ``repair_hint`` how to clear a failed one.
     """
 
     tool: ClassVar[str]
@@ -75,7 +76,9 @@ class MigrationAdapter(ABC):
     order_by: ClassVar[tuple[str, ...]]
     default_schema: ClassVar[str | None] = None
     checksum: ClassVar[str | None] = None
+    unchecked_checksum: ClassVar[str | None] = None
     down_hint: ClassVar[str]
+    repair_hint: ClassVar[str] = "repair the database and its history table by hand"
 
     @abstractmethod
     def repository_migrations(self, files: RepositoryFiles) -> list[RepositoryMigration]:
@@ -87,7 +90,8 @@ class MigrationAdapter(ABC):
     ) -> list[HistoryEntry]:
         """Turn the table rows into the migrations the database has, oldest first.
 
-        ``repository`` is there for tools that store only the newest migration
+        An id may appear more than once, and the verifier keeps its last entry.
+        ``repository`` serves the tools that store only the newest migration
         (golang-migrate, alembic), whose earlier migrations follow from the files.
         """
 

@@ -2,7 +2,7 @@
 
 Table, as Django's MigrationRecorder creates it::
 
-    id      SERIAL PRIMARY KEY       (BIGSERIAL since Django 3.2)
+    id      INTEGER PRIMARY KEY      (the integer type depends on the Django version)
     app     VARCHAR(255) NOT NULL    app label
     name    VARCHAR(255) NOT NULL    migration module name, such as 0002_add_total
     applied TIMESTAMPTZ NOT NULL     when the migration finished

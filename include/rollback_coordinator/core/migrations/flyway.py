@@ -63,6 +63,7 @@ class FlywayAdapter(MigrationAdapter):
     )
     order_by = ("installed_rank",)
     checksum = "CRC32 of the script's lines"
+    repair_hint = "fix the database, then remove the failed row with `flyway repair`"
     down_hint = "add the undo script U<version>__<description>.sql"
 
     def repository_migrations(self, files: RepositoryFiles) -> list[RepositoryMigration]:

@@ -38,6 +38,7 @@ class GolangMigrateAdapter(MigrationAdapter):
     table = "schema_migrations"
     columns = ("version", "dirty")
     order_by = ("version",)
+    repair_hint = "fix the database, then clear the flag with `migrate force <version>`"
     down_hint = "add <version>_<title>.down.sql next to the up file"
 
     def repository_migrations(self, files: RepositoryFiles) -> list[RepositoryMigration]:

@@ -138,7 +138,8 @@ def _read_sqlite(
     except sqlite3.OperationalError as error:
         raise HistoryTableError(_sqlite_problem(target, adapter, name, error, timeout_s)) from None
     except sqlite3.Error as error:
-        raise HistoryTableError(f"reading {name} from {target.describe()} failed: {error}") from None
+        message = f"reading {name} from {target.describe()} failed: {error}"
+        raise HistoryTableError(message) from None
     finally:
         connection.close()
     return HistoryTable(name=name, rows=rows)

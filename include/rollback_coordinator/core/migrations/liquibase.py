@@ -35,11 +35,9 @@ Way back: a rollback block (``--rollback`` lines, a ``<rollback>`` element or a
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
-from typing import Any
 
 import yaml
 
@@ -105,6 +103,8 @@ class LiquibaseAdapter(MigrationAdapter):
         "deployment_id",
     )
     order_by = ("orderexecuted", "dateexecuted")
+    repair_hint = "fix the database and the changeset, then run `liquibase update` again"
+    unchecked_checksum = "liquibase's md5sum is not compared, because it cannot be recomputed"
     down_hint = "add a rollback block to the changeset"
 
     def repository_migrations(self, files: RepositoryFiles) -> list[RepositoryMigration]:
@@ -146,16 +146,17 @@ def _formatted_sql(text: str, path: str) -> list[Changeset]:
     lines = text.splitlines()
     if not lines or not _FORMATTED_SQL_HEADER.match(lines[0].strip()):
         return []
-    changesets: list[list[Any]] = []
+    ids: list[str] = []
+    with_rollback: set[str] = set()
     for line in lines[1:]:
         stripped = line.strip()
         match = _SQL_CHANGESET.match(stripped)
         if match is not None:
             author, changeset = (part.strip('"') for part in match.groups())
-            changesets.append([f"{author}:{changeset}", False])
-        elif changesets and _SQL_ROLLBACK.match(stripped):
-            changesets[-1][1] = True
-    return [(changeset_id, down) for changeset_id, down in changesets]
+            ids.append(f"{author}:{changeset}")
+        elif ids and _SQL_ROLLBACK.match(stripped):
+            with_rollback.add(ids[-1])
+    return [(changeset_id, changeset_id in with_rollback) for changeset_id in ids]
 
 
 def _xml(text: str, path: str) -> list[Changeset]:
@@ -209,6 +210,3 @@ def _local_name(tag: object) -> str:
 
 
 _READERS = {"sql": _formatted_sql, "xml": _xml, "yaml": _yaml, "yml": _yaml, "json": _yaml}
-
-# json.loads is not needed: YAML 1.2 is a superset of JSON, and PyYAML reads JSON changelogs.
-del json

@@ -54,6 +54,10 @@ class PrismaAdapter(MigrationAdapter):
     )
     order_by = ("started_at", "finished_at")
     checksum = "SHA-256 of migration.sql"
+    repair_hint = (
+        "fix the database, then record the outcome with `prisma migrate resolve "
+        "--rolled-back <name>` or `--applied <name>`"
+    )
     down_hint = (
         "add <migration>/down.sql next to migration.sql (prisma migrate diff --script "
         "writes one)"

@@ -54,12 +54,14 @@ class DatabaseTarget:
 
     def describe(self) -> str:
         """Return the database as messages name it, for example
-        "connection 'orders_db' (PostgreSQL app@db:5432/orders)"."""
+        "the database of connection 'orders_db' (PostgreSQL app@db:5432/orders)"."""
         if self.kind == "sqlite":
-            return f"connection '{self.name}' (SQLite {self.path})"
+            return f"the database of connection '{self.name}' (SQLite {self.path})"
         user = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
-        return f"connection '{self.name}' (PostgreSQL {user}{self.host or 'localhost'}{port}/{self.dbname})"
+        host = self.host or "local socket"
+        location = f"{user}{host}{port}/{self.dbname}"
+        return f"the database of connection '{self.name}' (PostgreSQL {location})"
 
 
 def target_from_uri(conn_id: str, uri: str) -> DatabaseTarget:
