@@ -178,11 +178,22 @@ def test_request_lists_batch_digest_and_group(store: ApprovalStore) -> None:
     assert request["why"] == "service approvals"
 
 
-def test_request_with_same_roles_keeps_first(store: ApprovalStore) -> None:
-    store.request("REL-1", DIGEST_A, "api", ["dba"], "service approvals")
-    store.request("REL-1", DIGEST_A, "api", ["dba"], "asked again")
+def test_request_again_names_latest_waiting_task(store: ApprovalStore) -> None:
+    store.request("REL-1", DIGEST_A, "api", ["dba"], "service approvals", run_id="run-1")
+    store.request("REL-1", DIGEST_A, "api", ["dba"], "asked again", run_id="run-2")
 
-    assert [request["why"] for request in store.requests("REL-1")] == ["service approvals"]
+    [request] = store.requests("REL-1")
+    assert request["why"] == "asked again"
+    assert request["run_id"] == "run-2"
+
+
+def test_cleared_request_is_not_listed(store: ApprovalStore) -> None:
+    store.request("REL-1", DIGEST_A, "api", ["dba"], "service approvals")
+
+    store.clear_request("REL-1", DIGEST_A, "api")
+
+    assert store.requests("REL-1") == []
+    assert store.requested_roles("REL-1", DIGEST_A, "api") == []
 
 
 def test_request_with_new_roles_replaces(store: ApprovalStore) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,29 +18,7 @@ STEPS = 4
 
 # Builds the command line the way cli/main.py does (each subcommand module's add_parser, a
 # --json flag, run() as the handler, CoordinatorError as exit 3), with only the audit module.
-_CLI = textwrap.dedent(
-    """
-    import argparse
-    import sys
-
-    from rollback_coordinator.cli import audit
-    from rollback_coordinator.cli.output import EXIT_INVALID, Printer
-    from rollback_coordinator.core.errors import CoordinatorError
-
-    parser = argparse.ArgumentParser(prog="rollback-coordinator")
-    commands = parser.add_subparsers(dest="command", required=True)
-    sub = audit.add_parser(commands)
-    sub.add_argument("--json", action="store_true")
-    sub.set_defaults(run=audit.run)
-    args = parser.parse_args()
-    printer = Printer(args.json)
-    try:
-        sys.exit(args.run(args, printer))
-    except CoordinatorError as error:
-        sys.exit(printer.error(str(error), EXIT_INVALID))
-    """
-)
-COMMAND = [sys.executable, "-c", _CLI]
+COMMAND = [sys.executable, "-m", "rollback_coordinator.cli.main"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""What every task of a rollback run needs: its folders, its configuration, its plan, its runner."""
+"""The run context every task of a rollback works from: folders, configuration, plan, runner."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import requests
 from rollback_coordinator.core.errors import CoordinatorError
 
 TIMEOUT_S = 30
-# How long to wait for a step to park, and how old its request must be before answering.
+# How long to wait for a step to park, and how old its request must be before responding.
 PARK_WAIT_S = 60
 SETTLE_S = 15
 
@@ -70,10 +70,10 @@ class AirflowApi:
         token = self._token()
         return self._call("get", f"/api/v2/dags/{dag_id}/dagRuns", token)["dag_runs"]
 
-    def answer_approval(
+    def respond_to_approval(
         self, dag_id: str, run_id: str, task_id: str, approve: bool, requested_at: str
     ) -> dict[str, Any]:
-        """Answer a waiting approval step as this API user, who Airflow records as the approver."""
+        """Respond to a waiting approval step as this API user, whom Airflow records as approver."""
         token = self._token()
         self._wait_until_parked(token, dag_id, run_id, task_id, requested_at)
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
@@ -83,10 +83,10 @@ class AirflowApi:
     def _wait_until_parked(
         self, token: str, dag_id: str, run_id: str, task_id: str, requested_at: str
     ) -> None:
-        # NOTE: Airflow 3.3.2 fails a task whose answer arrives in the second after it parks,
+        # NOTE: Airflow 3.3.2 fails a task whose response arrives in the second after it parks,
         # before the scheduler has processed the executor's event for the parked attempt
         # ("finished with state success, but the task instance's state attribute is queued").
-        # The executor event came 6 s after parking here, so answer only once the task is
+        # The executor event came 6 s after parking in our tests, so respond only once the task is
         # parked and its request is SETTLE_S old.
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
         deadline = time.monotonic() + PARK_WAIT_S

@@ -29,7 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "Record your approval of one service of a batch's rollback, in one role, bound to "
             "the plan's digest. Without --plan, the plan of the run waiting for this approval "
             "is used, or the batch's only plan. With ROLLBACK_AIRFLOW_URL set, a run waiting "
-            "in Airflow is answered there as ROLLBACK_AIRFLOW_USERNAME; otherwise you are "
+            "in Airflow gets the response of ROLLBACK_AIRFLOW_USERNAME; otherwise you are "
             "identified by ROLLBACK_ACTOR or your login name."
         ),
     )
@@ -69,15 +69,15 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         raise ApprovalRefused(f"approval refused: {error}") from None
 
     if api and waiting and waiting.get("plan_sha256") == digest and waiting.get("task_id"):
-        # The run is parked in Airflow: answer it there, so Airflow records the approver.
-        api.answer_approval(
+        # The run is parked in Airflow: respond there, so Airflow records the approver.
+        api.respond_to_approval(
             waiting["dag_id"], waiting["run_id"], waiting["task_id"], approve=True,
             requested_at=waiting["requested_at"],
         )
         printer.result(
-            {"approval": vars(approval), "answered": waiting},
+            {"approval": vars(approval), "responded_to": waiting},
             [
-                f"answered the waiting approval of {args.service} (batch {batch_id}, run "
+                f"approved the waiting step of {args.service} (batch {batch_id}, run "
                 f"{waiting['run_id']}) as {api.username} in Airflow for plan {digest[:12]}",
             ],
         )

@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rollback_coordinator.cli.output import EXIT_OK, Printer
+from rollback_coordinator.cli.output import EXIT_BROKEN_CHAIN, EXIT_OK, Printer
 from rollback_coordinator.core.audit_chain import VerifyReport, verify_chain
-
-# A chain that was changed, cut, reordered or signed by another key. Distinct from 3
-# (invalid input: the file or key cannot be read), so a script can tell "tampered" from
-# "could not check".
-EXIT_BROKEN_CHAIN = 5
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:

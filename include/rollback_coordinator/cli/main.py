@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rollback_coordinator.cli import approve, execute, plan, status
+from rollback_coordinator.cli import approve, audit, execute, plan, status
 from rollback_coordinator.cli.output import (
+    EXIT_BROKEN_CHAIN,
     EXIT_INVALID,
     EXIT_REFUSED,
     EXIT_RUN_FAILED,
@@ -23,6 +24,7 @@ exit codes:
   {EXIT_USAGE}  invalid command line
   {EXIT_INVALID}  invalid input: a configuration file, a plan file, a batch id, a repository
   {EXIT_REFUSED}  refused: an overlapping newer batch, a changed plan, an approval not allowed
+  {EXIT_BROKEN_CHAIN}  audit verify found a changed, missing, reordered or badly signed record
 
 Configuration is read from ROLLBACK_CONFIG_DIR, data from ROLLBACK_DATA_DIR.
 """
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (plan, execute, status, approve):
+    for module in (plan, execute, status, approve, audit):
         sub = module.add_parser(commands)
         sub.add_argument("--json", action="store_true", help="print one JSON object for scripts")
         sub.set_defaults(run=module.run)

@@ -13,6 +13,9 @@ EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INVALID = 3
 EXIT_REFUSED = 4
+# A chain that was changed, cut, reordered or signed by another key. Distinct from invalid
+# input (the file or key cannot be read), so a script can tell "tampered" from "not checked".
+EXIT_BROKEN_CHAIN = 5
 
 ACTOR_VARIABLE = "ROLLBACK_ACTOR"
 

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from rollback_coordinator.airflow import governing
-from rollback_coordinator.airflow.awaiting import answer_from_event, park_for_roles, record_answer
+from rollback_coordinator.airflow.awaiting import response_from_event, park_for_roles, record_response
 from rollback_coordinator.airflow.steps import StepEnvironment, load_step
 from rollback_coordinator.core.approvals import Approval, ApprovalStore, satisfied_roles
 from rollback_coordinator.core.decisions import Escalate
@@ -35,7 +35,7 @@ class RoleApprovalOperator(_PeopleStepOperator):
     """Wait until every role the service needs has approved this plan's digest.
 
     Approvals recorded beforehand with `rollback-coordinator approve` count at once; otherwise
-    the task waits for an answer in Airflow's required actions view or REST API.
+    the task waits for a response in Airflow's required actions view or REST API.
     """
 
     ui_color = "#f3e5f5"
@@ -52,17 +52,17 @@ class RoleApprovalOperator(_PeopleStepOperator):
             return {"approvers": []}
         return self._finish_or_park(env, context)
 
-    def resume_with_answer(self, context: Any, event: dict[str, Any]) -> dict[str, list[str]]:
+    def resume_with_response(self, context: Any, event: dict[str, Any]) -> dict[str, list[str]]:
         env = load_step(context, self.batch_id, self.group_id)
         _, missing = self.approvals(env)
-        record_answer(env, self.task_id, answer_from_event(event), missing, self.log)
+        record_response(env, self.task_id, response_from_event(event), missing, self.log)
         return self._finish_or_park(env, context)
 
     def _finish_or_park(self, env: StepEnvironment, context: Any) -> dict[str, list[str]]:
         valid, missing = self.approvals(env)
         if missing:
             self.log.info(
-                "batch %s, service %s waits for approval by %s on plan %s: answer in Airflow's "
+                "batch %s, service %s waits for approval by %s on plan %s: respond in Airflow's "
                 "required actions, or run: rollback-coordinator approve %s --service %s --role %s",
                 env.step.batch, env.step.service, ", ".join(missing), env.digest[:12],
                 env.plan.batch, self.group_id, missing[0],
@@ -84,11 +84,11 @@ class AuthorizeServiceOperator(_PeopleStepOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         return self._decide(load_step(context, self.batch_id, self.group_id), context)
 
-    def resume_with_answer(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+    def resume_with_response(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         env = load_step(context, self.batch_id, self.group_id)
         store = ApprovalStore(env.ctx.places.approvals_dir)
         awaited = store.requested_roles(env.plan.batch, env.digest, self.group_id)
-        record_answer(env, self.task_id, answer_from_event(event), awaited, self.log)
+        record_response(env, self.task_id, response_from_event(event), awaited, self.log)
         return self._decide(env, context)
 
     def _decide(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
