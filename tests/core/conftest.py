@@ -67,15 +67,17 @@ def _server_binaries() -> tuple[str, str] | None:
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb and pg_ctl:
         return initdb, pg_ctl
-    folders = sorted(
-        glob.glob(DEBIAN_BINARY_GLOB),
-        key=lambda folder: int(Path(folder).parent.name.split(".")[0]),
-    )
+    folders = sorted(glob.glob(DEBIAN_BINARY_GLOB), key=_major_version)
     for folder in reversed(folders):
         initdb, pg_ctl = f"{folder}/initdb", f"{folder}/pg_ctl"
         if os.access(initdb, os.X_OK) and os.access(pg_ctl, os.X_OK):
             return initdb, pg_ctl
     return None
+
+
+def _major_version(folder: str) -> int:
+    version = Path(folder).parent.name.split(".")[0]
+    return int(version) if version.isdigit() else -1
 
 
 def _run_as_owner_prefix(folder: Path) -> list[str]:

@@ -148,6 +148,25 @@ def test_other_tools_table_layout_is_rejected(
     assert "check that migrations.tool is right" in verdict.reason
 
 
+def test_row_in_foreign_format_is_not_safe(
+    sqlite_target: DatabaseTarget, run_sql: RunSql, commit: Commit, git_repo: Path
+) -> None:
+    ref = commit({"migrations/000001_init.up.sql": "", "migrations/000001_init.down.sql": ""})
+    run_sql(
+        sqlite_target,
+        "CREATE TABLE schema_migrations (version text, dirty bool);"
+        "INSERT INTO schema_migrations VALUES ('20240101_init', 0);",
+    )
+
+    verdict = verify_history(
+        sqlite_target, "golang-migrate", ["1"], git_repo, ref, "migrations", timeout_s=5
+    )
+
+    assert not verdict.safe
+    assert "schema_migrations in the database of connection 'orders_db'" in verdict.reason
+    assert "contains a row that is not in golang-migrate's format" in verdict.reason
+
+
 def test_locked_table_times_out(
     postgres_target: DatabaseTarget, run_sql: RunSql, commit: Commit, git_repo: Path
 ) -> None:

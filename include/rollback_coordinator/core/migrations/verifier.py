@@ -89,6 +89,15 @@ def verify_history(
         table = read_history_table(database, adapter, timeout_s=timeout_s)
     except HistoryTableError as error:
         return replace(verdict, reason=f"{subject}cannot read the {tool} history: {error}")
+    try:
+        history = _latest_entries(adapter.history(table.rows, repository))
+    except (KeyError, TypeError, ValueError) as error:
+        reason = (
+            f"{subject}{table.name} in {database.describe()} contains a row that is not in "
+            f"{tool}'s format ({type(error).__name__}: {error}); check that migrations.tool "
+            "is right"
+        )
+        return replace(verdict, reason=reason, output_sha256=_rows_sha256(table.rows))
     facts = HistoryFacts(
         adapter=adapter,
         service=service,
@@ -97,7 +106,7 @@ def verify_history(
         commit=files.commit,
         directory=files.directory,
         expected=verdict.expected,
-        history=tuple(_latest_entries(adapter.history(table.rows, repository))),
+        history=tuple(history),
         repository={migration.id: migration for migration in repository},
         script_handles_down=script_handles_down,
     )
