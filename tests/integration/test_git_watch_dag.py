@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,7 +70,12 @@ def rollback_runs(dag_id: str = "rollback_REL-1") -> list[DagRun]:
     return list(runs)
 
 
-def reserialize_dags() -> None:
+def parse_when_registered(deployment, batch_id: str) -> None:
+    """Stand in for the dag-processor: parse the DAG folder once the scan registered a batch."""
+    for _ in range(600):
+        if batch_id in registry_of(deployment).load().batches:
+            break
+        time.sleep(0.2)
     subprocess.run([str(BIN / "airflow"), "dags", "reserialize"], check=True, capture_output=True)
 
 
@@ -180,16 +186,15 @@ def test_crash_before_recording_starts_no_second_run(watched):
 
 
 def test_request_in_same_scan_waits_for_dag(watched):
-    sha = watched.commit("REL-2: tune the worker", {"services/worker/VERSION": "3\n"})
-    watched.commit(f"Roll back the worker\n\nRollback: REL-2\n", {})
+    watched.commit("REL-2: tune the worker", {"services/worker/VERSION": str(watched.root)})
+    trailer = watched.commit("Roll back the worker\n\nRollback: REL-2\n", {})
     dag = load_bag().dags["git_watch"]
-    # Stands in for the dag-processor, which parses the factory file again after the scan.
-    parser = threading.Timer(2.0, reserialize_dags)
+    parser = threading.Thread(target=parse_when_registered, args=(watched, "REL-2"))
     parser.start()
 
     run = dag.test()
 
     parser.join()
-    runs = [item for item in rollback_runs("rollback_REL-2") if sha in item.conf["reason"]]
+    runs = [item for item in rollback_runs("rollback_REL-2") if item.run_id.endswith(trailer)]
     assert str(run.state) == "success"
     assert len(runs) == 1

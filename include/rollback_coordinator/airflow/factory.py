@@ -18,10 +18,10 @@ from rollback_coordinator.airflow.operators.approval import (
 )
 from rollback_coordinator.airflow.operators.audit import AuditRunOperator
 from rollback_coordinator.airflow.operators.plan import AuthorizePlanOperator
+from rollback_coordinator.airflow.operators.migrations import VerifyMigrationsOperator
 from rollback_coordinator.airflow.operators.service import (
     HealthCheckOperator,
     RollbackScriptOperator,
-    VerifyMigrationsOperator,
 )
 from rollback_coordinator.airflow.runtime import AUDIT_TASK_ID, PLAN_TASK_ID
 from rollback_coordinator.core.batch_id import dag_id_for

@@ -106,8 +106,9 @@ def check_command(
         detail = result.output
     else:
         detail = f"exit {result.returncode} in {result.duration_s:.2f} s"
+        # The last line tells what the check saw, such as the version a service reports.
         last_line = _last_line(result.output)
-        if result.returncode != 0 and last_line:
+        if last_line:
             detail += f": {last_line[:_QUOTED_OUTPUT_CHARS]}"
     return HealthResult(
         "command", target, result.ok, detail, result.duration_s, result.returncode

@@ -248,7 +248,12 @@ class Migrations(BaseModel):
         default=None, min_length=1, description="Lock file, relative to the services.yaml folder."
     )
     connection_id: Annotated[str, StringConstraints(pattern=CONNECTION_ID_PATTERN)] | None = Field(
-        default=None, description="Airflow connection id of the database."
+        default=None,
+        description="Airflow connection id of the database, to read the tool's history table.",
+    )
+    script_handles_down: bool = Field(
+        default=False,
+        description="The rollback script undoes the migrations itself, so no down file is needed.",
     )
 
     @model_validator(mode="after")
@@ -257,6 +262,11 @@ class Migrations(BaseModel):
             raise ValueError(
                 "migrations need a state_command or a connection_id to read the applied "
                 "migrations; add one of them"
+            )
+        if self.connection_id is not None and self.tool == "other":
+            raise ValueError(
+                "tool 'other' has no history table reader, so connection_id cannot be used; "
+                "name the tool or use a state_command"
             )
         return self
 

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,10 +18,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-from rollback_coordinator.demo.sample import NEWEST_BATCH, SOURCE_DIRS, SampleDeployment, create_sample, git
+from rollback_coordinator.demo.sample import (
+    NEWEST_BATCH,
+    SOURCE_DIRS,
+    SampleDeployment,
+    create_sample,
+    git,
+    start_sample_api,
+)
 
 CHECKOUT = Path(__file__).resolve().parents[3]
-API_PORT = 18631  # config/services.yaml points the api health check here
 RUN_WAIT_S = 900
 
 
@@ -41,22 +46,15 @@ def main() -> int:
     for line in git(sample.repo, "log", "--format=%h %s", "--reverse").splitlines():
         print(f"    {line}")
 
-    if not port_is_free(API_PORT):
-        print(f"error: port {API_PORT} on 127.0.0.1 is in use; the sample API needs it", file=sys.stderr)
-        return 1
-    api = subprocess.Popen(
-        [sys.executable, "-m", "rollback_coordinator.demo.sample_api",
-         "--deploy-root", str(sample.deploy_root), "--port", str(API_PORT)],
-        env=env,
-    )
+    api, api_port = start_sample_api(sample)
     try:
-        return run_demo(sample, env, workdir)
+        return run_demo(sample, env, workdir, api_port)
     finally:
         api.terminate()
         api.wait(timeout=10)
 
 
-def run_demo(sample: SampleDeployment, env: dict[str, str], workdir: Path) -> int:
+def run_demo(sample: SampleDeployment, env: dict[str, str], workdir: Path, api_port: int) -> int:
     before = {service: sample.version_of(service) for service in SOURCE_DIRS}
     step("Preparing Airflow's metadata database (SQLite)")
     run([airflow_command(), "db", "migrate"], env, quiet=True)
@@ -91,12 +89,12 @@ def run_demo(sample: SampleDeployment, env: dict[str, str], workdir: Path) -> in
             print(f"    {line}")
 
     step("Checking every service against the release before the batch")
-    ok = verify(sample, plan, before)
+    ok = verify(sample, plan, before, api_port)
     print_summary(env, plan)
     return 0 if ok and code == 0 else 1
 
 
-def verify(sample: SampleDeployment, plan: dict, before: dict[str, str]) -> bool:
+def verify(sample: SampleDeployment, plan: dict, before: dict[str, str], api_port: int) -> bool:
     to_ref = plan["plan"]["phases"][0]["to_ref"]
     ok = True
     for service, source in SOURCE_DIRS.items():
@@ -118,7 +116,7 @@ def verify(sample: SampleDeployment, plan: dict, before: dict[str, str]) -> bool
           f"{'dropped' if 'orders' not in tables else 'still present'}, migration marked rolled back "
           f"at {rolled_back}")
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{API_PORT}/health", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=5) as response:
         served = json.loads(response.read())["version"]
     print(f"  {'ok  ' if served == sample.version_of('api') else 'FAIL'} api health endpoint serves {served}")
     return ok and served == sample.version_of("api")
@@ -155,6 +153,7 @@ def demo_environment(workdir: Path) -> dict[str, str]:
         {
             "ROLLBACK_CONFIG_DIR": str(CHECKOUT / "config"),
             "ROLLBACK_DATA_DIR": str(workdir / "data"),
+            "AIRFLOW_CONN_SAMPLE_DB": f"sqlite:///{workdir / 'data' / 'sample' / 'app.db'}",
             "AIRFLOW_HOME": str(workdir / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(CHECKOUT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(CHECKOUT / "plugins"),
@@ -182,11 +181,6 @@ def run(argv: list[str], env: dict[str, str], quiet: bool = False) -> None:
     if not quiet:
         for line in result.stdout.splitlines():
             print(f"  {line}")
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def step(title: str) -> None:

@@ -11,6 +11,8 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,11 +76,34 @@ class SampleDeployment:
     deploy_root: Path
     database: Path
 
+    @property
+    def api_port_file(self) -> Path:
+        return self.repo.parent / "api.port"
+
     def release_of(self, service: str) -> str:
         return (self.deploy_root / service / "RELEASE").read_text().strip()
 
     def version_of(self, service: str) -> str:
         return (self.deploy_root / service / "VERSION").read_text().strip()
+
+
+def start_sample_api(sample: SampleDeployment, timeout_s: float = 30) -> tuple[subprocess.Popen, int]:
+    """Start the sample API on a free port; return the process and the port it wrote."""
+    sample.api_port_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rollback_coordinator.demo.sample_api",
+         "--deploy-root", str(sample.deploy_root), "--port-file", str(sample.api_port_file)],
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the sample API exited with {process.returncode}")
+        text = sample.api_port_file.read_text().strip() if sample.api_port_file.exists() else ""
+        if text:
+            return process, int(text)
+        time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError(f"the sample API wrote no port to {sample.api_port_file}")
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:

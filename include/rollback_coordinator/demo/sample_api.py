@@ -1,8 +1,8 @@
 """The sample deployment's API: serves /health with the version of the deployed release.
 
-Run: python -m rollback_coordinator.demo.sample_api --deploy-root DIR --port PORT
-It binds to 127.0.0.1 only and reads the release files at every request, so it reports
-the release the rollback put in place.
+Run: python -m rollback_coordinator.demo.sample_api --deploy-root DIR --port-file FILE
+It binds to a free port on 127.0.0.1 only, writes that port to FILE, and reads the release
+files at every request, so it reports the release the rollback put in place.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ def make_handler(release_dir: Path) -> type[BaseHTTPRequestHandler]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deploy-root", type=Path, required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port-file", type=Path, required=True)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.deploy_root / "api"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(args.deploy_root / "api"))
+    args.port_file.write_text(f"{server.server_address[1]}\n")
     server.serve_forever()
 
 

@@ -22,10 +22,9 @@ from pathlib import Path
 
 from rollback_coordinator.core.batches import scan_repository
 from rollback_coordinator.core.registry import BatchRegistry
-from rollback_coordinator.demo.sample import create_sample
+from rollback_coordinator.demo.sample import create_sample, start_sample_api
 
 CHECKOUT = Path(__file__).resolve().parents[3]
-SAMPLE_API_PORT = 18631
 USERS = {"admin": "admin", "alice": "user", "bob": "user", "guardian": "user", "gina": "user"}
 
 
@@ -67,6 +66,7 @@ def stack_environment(home: Path, data_dir: Path, config_dir: Path, port: int) -
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
             "ROLLBACK_CONFIG_DIR": str(config_dir),
             "ROLLBACK_DATA_DIR": str(data_dir),
+            "AIRFLOW_CONN_SAMPLE_DB": f"sqlite:///{data_dir / 'sample' / 'app.db'}",
             # standalone starts its components as `airflow ...` found on PATH.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
@@ -122,11 +122,7 @@ def main() -> int:
         scan_repository(sample.repo), repo=str(sample.repo)
     )
     env = stack_environment(workdir / "airflow", data_dir, CHECKOUT / "config", args.port)
-    api = subprocess.Popen(
-        [sys.executable, "-m", "rollback_coordinator.demo.sample_api",
-         "--deploy-root", str(sample.deploy_root), "--port", str(SAMPLE_API_PORT)],
-        env=env,
-    )
+    api, _ = start_sample_api(sample)
     print(f"starting Airflow on 127.0.0.1:{args.port} (log: {workdir / 'standalone.log'}) ...")
     try:
         stack = start_stack(env, workdir / "standalone.log")

@@ -1,4 +1,4 @@
-"""Operators for the steps of one service: health checks, migration verification, the script."""
+"""Operators for the steps of one service: health checks and the rollback script."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ from typing import Any, Literal
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from rollback_coordinator.airflow import governing
 from rollback_coordinator.airflow.steps import StepEnvironment, load_step
-from rollback_coordinator.core.decisions import Artifact, Escalate
 from rollback_coordinator.core.health import HealthResult, check_command, check_http, check_tcp
-from rollback_coordinator.core.migration_state import verify_with_state_command
 from rollback_coordinator.core.plan import file_sha256
-from rollback_coordinator.core.registry import BatchRegistry
 from rollback_coordinator.core.scripts import ScriptContext, run_script, script_environment
 
 
@@ -35,7 +31,7 @@ def script_context(env: StepEnvironment) -> ScriptContext:
     )
 
 
-class _ServiceStepOperator(BaseOperator):
+class ServiceStepOperator(BaseOperator):
     """Common ground of the steps in a service's task group."""
 
     # Nothing from a batch, a commit or a trigger form is ever rendered as a Jinja template.
@@ -55,7 +51,7 @@ class _ServiceStepOperator(BaseOperator):
         raise NotImplementedError
 
 
-class HealthCheckOperator(_ServiceStepOperator):
+class HealthCheckOperator(ServiceStepOperator):
     """Check a service's health before or after its rollback, as services.yaml describes."""
 
     ui_color = "#e3f2fd"
@@ -76,7 +72,7 @@ class HealthCheckOperator(_ServiceStepOperator):
 
         result = _run_health_check(check, services, env)
         self.log.info(
-            "batch %s, service %s, health %s the rollback: %s (%s %s, %s, %.2f s)",
+            "batch %s, service %s, health %s the rollback: %s (%s %s: %s)",
             env.step.batch,
             env.step.service,
             self.when,
@@ -84,7 +80,6 @@ class HealthCheckOperator(_ServiceStepOperator):
             result.kind,
             result.target,
             result.detail,
-            result.duration_s,
         )
         record = {
             "kind": result.kind,
@@ -114,105 +109,7 @@ def _run_health_check(check: Any, services: Any, env: StepEnvironment) -> Health
     return check_command(argv, timeout_s=check.timeout, cwd=services.base_dir, env=environment)
 
 
-class VerifyMigrationsOperator(_ServiceStepOperator):
-    """Prove the service's database can be rewound, then ask the governor to rewind it."""
-
-    ui_color = "#fff3e0"
-    step_kind = "verify_migrations"
-
-    def run_step(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
-        services = env.ctx.services
-        service = services.services[env.step.service]
-        migrations = service.migrations
-        if migrations is None or migrations.state_command is None:
-            raise AirflowFailException(
-                f"service {env.step.service}: migrations in {services.source} need a "
-                f"state_command to verify the database before a rollback"
-            )
-
-        expected = batch_migrations(env, migrations.directory)
-        self.log.info(
-            "batch %s, service %s: verifying %s migrations %s with the state command",
-            env.step.batch,
-            env.step.service,
-            migrations.tool,
-            ", ".join(expected) or "(none found in the batch)",
-        )
-        verdict = verify_with_state_command(
-            services.command_argv(list(migrations.state_command)),
-            tool=migrations.tool,
-            expected=expected,
-            context_env=script_context(env).environment(),
-            extra_env=dict(service.env),
-            cwd=services.base_dir,
-            timeout_s=service.timeout,
-            on_line=lambda line: self.log.info("[state command] %s", line),
-        )
-        self.log.info(
-            "batch %s, service %s: migration state %s: %s",
-            env.step.batch,
-            env.step.service,
-            "safe to rewind" if verdict.safe else "NOT safe to rewind",
-            verdict.reason,
-        )
-        state = verdict.to_record()
-        if not verdict.safe:
-            env.record(self.task_id, self.step_kind, "failed", migration_state=state)
-            raise AirflowFailException(
-                f"service {env.step.service}: database cannot be rewound: {verdict.reason}"
-            )
-
-        request = governing.build_request(
-            env.ctx,
-            env.plan,
-            env.digest,
-            action="migration.rewind",
-            service=env.step.service,
-            approvers=[],
-            repo_ref=env.phase.from_ref,
-            extra_artifacts=[
-                Artifact(
-                    kind="migration_state",
-                    ref=f"runs/{env.step.batch}/{env.step.group_id}/migration_state",
-                    sha256=verdict.sha256,
-                )
-            ],
-        )
-        decision = governing.ask(env.ctx, request, self.log)
-        details = {"migration_state": state, **governing.decision_record(request, decision)}
-        try:
-            outcome = governing.enforce(env.ctx, decision, request)
-        except AirflowFailException:
-            env.record(self.task_id, self.step_kind, "failed", **details)
-            raise
-        if isinstance(outcome, Escalate):
-            env.record(self.task_id, self.step_kind, "failed", **details)
-            raise AirflowFailException(
-                f"governor asks for review by '{outcome.human_review_required}' before the "
-                f"database of {env.step.service} is rewound; approve the service and run again"
-            )
-        env.record(self.task_id, self.step_kind, "succeeded", **details)
-        return {"safe": True, "sha256": verdict.sha256}
-
-
-def batch_migrations(env: StepEnvironment, directory: str | None) -> list[str]:
-    """Return the migrations the batch changed: the first path part below the folder."""
-    if not directory:
-        return []
-    registered = BatchRegistry(env.ctx.places.registry_file).load().batches.get(env.phase.batch)
-    if registered is None:
-        return []
-    prefix = directory.rstrip("/") + "/"
-    names: list[str] = []
-    for path in registered.batch.files:
-        if path.startswith(prefix):
-            name = Path(path[len(prefix):]).parts[0]
-            if name not in names and not name.endswith(".toml"):
-                names.append(name)
-    return names
-
-
-class RollbackScriptOperator(_ServiceStepOperator):
+class RollbackScriptOperator(ServiceStepOperator):
     """Run a service's rollback script, as an argument list, with its context in the environment."""
 
     ui_color = "#ffebee"

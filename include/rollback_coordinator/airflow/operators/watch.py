@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
@@ -91,9 +92,8 @@ class RollbackDagSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         try:
             dag = context["ti"].get_dag(self.target_dag_id)
-        except AirflowRuntimeError as error:
-            detail = getattr(error.error, "detail", None) or {}
-            if detail.get("status_code") != _NOT_FOUND:
+        except (AirflowRuntimeError, ServerResponseError) as error:
+            if _status_code(error) != _NOT_FOUND:
                 raise
             self.log.info(
                 "DAG %s does not exist yet; waiting for the dag-processor", self.target_dag_id
@@ -147,6 +147,18 @@ class TriggerRollbackRunOperator(BaseOperator):
             deferrable=False,
             note=f"started by {context['dag'].dag_id}: {reason}",
         )
+
+
+def _status_code(error: AirflowRuntimeError | ServerResponseError) -> int | None:
+    """Return the HTTP status of a failed Task SDK request.
+
+    A worker's task receives AirflowRuntimeError with the status in its detail. Under
+    ``dag.test()`` the in-process supervisor lets the API client's ServerResponseError through.
+    """
+    if isinstance(error, ServerResponseError):
+        return error.response.status_code
+    detail = getattr(error.error, "detail", None) or {}
+    return detail.get("status_code")
 
 
 def record_started(key: str) -> str:
