@@ -76,8 +76,9 @@ class AuthorityRule(_Model):
     """One rule of the authority matrix: the roles an action needs in some environments.
 
     A person counted by ``held_by`` must hold one of ``roles``, and an empty
-    ``environments`` matches every environment. The runner is the person who triggered the run and approvers are the people whose
-    approvals the request carries. The planner only proposes, so it never satisfies a rule.
+    ``environments`` matches every environment. The runner is the person who triggered the
+    run and approvers are the people whose approvals the request carries. The planner only
+    proposes, so it never satisfies a rule.
     """
 
     action: Action
