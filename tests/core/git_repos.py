@@ -36,7 +36,7 @@ def run_git(cwd: Path, *args: str, stdin: bytes | None = None, date: int = FIRST
 
 
 def bare_remote(path: Path) -> Path:
-    """Create an empty bare repository that stands in for the hosted remote."""
+    """Create an empty bare repository that plays the hosted remote."""
     path.mkdir(parents=True)
     run_git(path, "init", "-q", "--bare", "-b", "main")
     return path
@@ -82,7 +82,8 @@ class GitRepo:
         parent = self.git("rev-parse", "HEAD")
         author = f"Ada Lovelace <ada@example.com> {FIRST_DATE} +0000"
         header = f"tree {tree}\nparent {parent}\nauthor {author}\ncommitter {author}\n\n"
-        sha = self.git("hash-object", "-t", "commit", "-w", "--stdin", stdin=header.encode() + message)
+        raw = header.encode() + message
+        sha = self.git("hash-object", "-t", "commit", "-w", "--stdin", stdin=raw)
         self.git("update-ref", "HEAD", sha)
         self.commits_made += 1
         return sha

@@ -50,7 +50,7 @@ def test_example_file_loads() -> None:
     assert governance.minimum_profile("prod") == "balanced"
     assert governance.holds_role("alice", "release-manager")
     assert governance.remote.connection_id == "hummbl_governor_default"
-    assert governance.approvals.poke_interval_s == 10
+    assert governance.approvals.timeout_s == 86400
 
 
 def commented_section(text: str, key: str) -> str:
@@ -108,7 +108,6 @@ def test_full_file_loads(tmp_path: Path) -> None:
         "  timeout_s: 2.5\n"
         "  retries: 0\n"
         "approvals:\n"
-        "  poke_interval_s: 5\n"
         "  timeout_s: 600\n"
     )
     governance = load_governance(write_governance(tmp_path, text))
@@ -117,7 +116,7 @@ def test_full_file_loads(tmp_path: Path) -> None:
     assert governance.default_profile("prod") == "strict"
     assert governance.roles == {"dba": ["bob", "carol"], "release_manager": []}
     assert governance.remote.timeout_s == 2.5
-    assert governance.approvals.poke_interval_s == 5
+    assert governance.approvals.timeout_s == 600
 
 
 def test_freeze_windows_load(tmp_path: Path) -> None:
@@ -221,7 +220,7 @@ INVALID_FILES = {
         7,
         "unknown key 'approver'; remove it or fix its spelling (allowed keys: governor, "
         "default_environment, environments, roles, remote, approvals, freeze_windows, "
-        "authority)",
+        "authority, review_role, audit, notifications)",
     ),
     "unknown environment key": (
         BASE + "    approvers: 2\n",
@@ -320,9 +319,9 @@ INVALID_FILES = {
         8,
         "invalid value 'tomorrow': input should be a valid number",
     ),
-    "poke interval zero": (
-        BASE + "approvals:\n  poke_interval_s: 0\n",
-        "approvals.poke_interval_s",
+    "approval timeout zero": (
+        BASE + "approvals:\n  timeout_s: 0\n",
+        "approvals.timeout_s",
         8,
         "greater than 0",
     ),

@@ -97,7 +97,9 @@ def test_orphaned_batch_round_trip(registry: BatchRegistry) -> None:
 
     def orphan(current: RegistrySnapshot) -> tuple[RegistrySnapshot, None]:
         entry = replace(
-            current.batches["REL-1"], orphaned_at="2025-02-01T00:00:00+00:00", orphaned_reason="gone"
+            current.batches["REL-1"],
+            orphaned_at="2025-02-01T00:00:00+00:00",
+            orphaned_reason="gone",
         )
         return replace(current, batches={"REL-1": entry}), None
 

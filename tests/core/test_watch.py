@@ -62,7 +62,9 @@ def services(tmp_path: Path) -> ServiceMap:
     return write_services(tmp_path / "config", EXAMPLE_SERVICES)
 
 
-def watch_remote(tmp_path: Path, remote: Path, registry: BatchRegistry, **options: Any) -> WatchReport:
+def watch_remote(
+    tmp_path: Path, remote: Path, registry: BatchRegistry, **options: Any
+) -> WatchReport:
     return watch_once(
         tmp_path / "watcher" / "repository.git",
         registry,
@@ -76,8 +78,12 @@ def watch_remote(tmp_path: Path, remote: Path, registry: BatchRegistry, **option
 
 
 def watch_local(repo: GitRepo, registry: BatchRegistry, **options: Any) -> WatchReport:
+    return watch_in_place(repo.path, registry, **options)
+
+
+def watch_in_place(path: Path, registry: BatchRegistry, **options: Any) -> WatchReport:
     return watch_once(
-        repo.path,
+        path,
         registry,
         BatchConventions(),
         fetch=False,
@@ -246,13 +252,13 @@ def test_shallow_clone_orphans_nothing(work: GitRepo, remote: Path, registry, tm
     work.push()
     clone = tmp_path / "clone"
     run_git(tmp_path, "clone", "-q", f"file://{remote}", str(clone))
-    watch_once(clone, registry, BatchConventions(), fetch=False, remote=None, retention=None)
+    watch_in_place(clone, registry)
     work.git("commit", "-q", "--amend", "-m", "REL-3: new index, reworded")
     work.push(force=True)
     shutil.rmtree(clone)
     run_git(tmp_path, "clone", "-q", "--depth", "1", f"file://{remote}", str(clone))
 
-    report = watch_once(clone, registry, BatchConventions(), fetch=False, remote=None, retention=None)
+    report = watch_in_place(clone, registry)
 
     snapshot = registry.load()
     assert report.shallow is True
@@ -271,13 +277,13 @@ def test_shallow_full_scan_keeps_older_commits(
     work.push()
     clone = tmp_path / "clone"
     run_git(tmp_path, "clone", "-q", f"file://{remote}", str(clone))
-    watch_once(clone, registry, BatchConventions(), fetch=False, remote=None, retention=None)
+    watch_in_place(clone, registry)
     work.git("commit", "-q", "--amend", "-m", "REL-2: tune the worker more, reworded")
     work.push(force=True)
     shutil.rmtree(clone)
     run_git(tmp_path, "clone", "-q", "--depth", "1", f"file://{remote}", str(clone))
 
-    watch_once(clone, registry, BatchConventions(), fetch=False, remote=None, retention=None)
+    watch_in_place(clone, registry)
 
     batch = registry.load().batches["REL-2"].batch
     assert batch.commits[0].sha == first
@@ -290,7 +296,7 @@ def test_shallow_clone_is_reported(work: GitRepo, remote: Path, registry, tmp_pa
     clone = tmp_path / "clone"
     run_git(tmp_path, "clone", "-q", "--depth", "1", f"file://{remote}", str(clone))
 
-    report = watch_once(clone, registry, BatchConventions(), fetch=False, remote=None, retention=None)
+    report = watch_in_place(clone, registry)
 
     warnings = [text for level, text in report.log_records() if level == logging.WARNING]
     assert any("shallow clone" in text for text in warnings)

@@ -71,7 +71,7 @@ def rollback_runs(dag_id: str = "rollback_REL-1") -> list[DagRun]:
 
 
 def parse_when_registered(deployment, batch_id: str) -> None:
-    """Stand in for the dag-processor: parse the DAG folder once the scan registered a batch."""
+    """Act as the dag-processor: parse the DAG folder once the scan has registered a batch."""
     for _ in range(600):
         if batch_id in registry_of(deployment).load().batches:
             break

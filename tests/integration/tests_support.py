@@ -64,6 +64,5 @@ environments:
 roles:
   guardian: [guardian, gina]
 approvals:
-  poke_interval_s: 1
   timeout_s: 300
 """

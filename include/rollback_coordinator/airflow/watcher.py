@@ -35,7 +35,7 @@ registers new deployment batches and starts the rollback runs requested in git b
 
 Each requested run waits until the batch's DAG exists, which takes one more parse of the
 factory file for a batch found in the same scan, and is then triggered once. The run's
-conf holds only the reason; Airflow records who started it.
+conf contains only the reason, because Airflow records who started it.
 """
 
 
@@ -44,8 +44,8 @@ def build_watch_dags(places: Locations | None = None) -> dict[str, DAG]:
 
     An invalid watch.yaml raises ConfigError, which Airflow shows as one import error.
     """
-    wanted = get_parsing_context().dag_id
-    if wanted and wanted != WATCH_DAG_ID:
+    requested_dag_id = get_parsing_context().dag_id
+    if requested_dag_id and requested_dag_id != WATCH_DAG_ID:
         return {}
     places = places or locations()
     try:

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from rollback_coordinator.core.decisions import Action
 from rollback_coordinator.core.errors import ConfigError
 from rollback_coordinator.core.freeze import FreezeWindow
+from rollback_coordinator.core.notifications import NotificationSettings
 from rollback_coordinator.core.services import ROLE_NAME_PATTERN, UniqueNames
 from rollback_coordinator.core.yaml_lines import (
     FieldValueError,
@@ -95,8 +96,22 @@ class AuthorityRule(_Model):
 
 
 class ApprovalSettings(_Model):
-    poke_interval_s: float = Field(default=30.0, gt=0, le=3600)
-    timeout_s: float = Field(default=86400.0, gt=0)
+    timeout_s: float = Field(
+        default=86400.0, gt=0, description="Seconds a step waits for approvals before it fails."
+    )
+
+
+class AuditSettings(_Model):
+    """Where the signing key of the strict profile's audit records comes from.
+
+    The key never lives in the repository: it is a file outside it, or the password of an
+    Airflow connection (base64 of the raw or PEM key).
+    """
+
+    signing_key_file: str | None = Field(default=None, min_length=1)
+    signing_connection_id: str = Field(
+        default="rollback_audit_signing", pattern=r"^[A-Za-z0-9_.-]+$"
+    )
 
 
 class Governance(_Model):
@@ -110,6 +125,15 @@ class Governance(_Model):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
     authority: list[AuthorityRule] = Field(default_factory=list)
+    review_role: RoleName | None = Field(
+        default=None,
+        description=(
+            "Role whose holders review rollbacks under the strict profile: the governor "
+            "escalates to it until the service has two distinct approvers."
+        ),
+    )
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     @model_validator(mode="after")
     def _default_environment_is_known(self) -> "Governance":
@@ -145,6 +169,8 @@ class Governance(_Model):
             where = f"rule {number} ({rule.action})"
             self._check_environments("authority", where, rule.environments)
             self._check_roles("authority", where, rule.roles)
+        if self.review_role is not None:
+            self._check_roles("review_role", "the review role", [self.review_role])
         return self
 
     def _check_environments(self, field: str, where: str, environments: list[str]) -> None:

@@ -221,14 +221,25 @@ class EmbeddedGovernor:
         if request.action == "rollback.plan" or profile.min_approvers == 0:
             return None
         distinct = set(request.actors.approvers)
-        if len(distinct) < profile.min_approvers:
-            return self._deny(
-                request,
-                "artifacts.approvals",
-                f"the {profile.name} profile needs {profile.min_approvers} distinct approvers, "
-                f"found {len(distinct)}",
+        if len(distinct) >= profile.min_approvers:
+            return None
+        rule = "artifacts.approvals"
+        role = self.governance.review_role
+        if role is not None:
+            # Waiting for another reviewer is the remedy, so the step waits instead of failing.
+            return Escalate(
+                decision="ESCALATE",
+                decision_id=decision_id(request, "ESCALATE", rule),
+                rule=rule,
+                human_review_required=role,
             )
-        return None
+        return self._deny(
+            request,
+            rule,
+            f"the {profile.name} profile needs {profile.min_approvers} distinct approvers, "
+            f"found {len(distinct)}; set review_role in governance.yaml to let the step wait "
+            f"for reviewers",
+        )
 
     def _authorize(
         self, request: GovernorRequest, rule: str, constraints: dict[str, Any]

@@ -85,7 +85,7 @@ class RegistrySnapshot:
 
     ``watermark`` is the head of the last registered scan, where the next incremental scan
     starts. ``requests`` maps the key of each request whose run was started to when it was
-    recorded. ``pending`` holds requests whose run is still to be started, ``skipped`` the
+    recorded. ``pending`` contains the requests whose run is still to be started, ``skipped`` the
     requests that will not start a run automatically.
     """
 
@@ -228,7 +228,7 @@ def merge_scan(
 ) -> MergedScan:
     """Return ``current`` with the batches of ``scan`` merged in, as ``register`` writes it.
 
-    ``replace_known`` says whether a known batch is replaced by what the scan found or
+    ``replace_known`` selects whether a known batch is replaced by what the scan found or
     extended with its new commits; by default a full scan replaces and an incremental scan
     extends. A batch that was orphaned and appears again is always replaced and is no longer
     orphaned, because its old commits are gone. Retirement marks are kept, since only the

@@ -41,12 +41,12 @@ def apply_retention(
     batches = dict(snapshot.batches)
     retired: list[str] = []
     reactivated: list[str] = []
-    kept = 0
+    kept_count = 0
     stamp = now.isoformat(timespec="seconds")
     for entry in reversed(ranked):
-        reason = _retire_reason(entry, policy, now, kept)
+        reason = _retire_reason(entry, policy, now, kept_count)
         if reason is None:
-            kept += 1
+            kept_count += 1
         batch_id = entry.batch.id
         if reason is not None and not entry.retired:
             batches[batch_id] = replace(entry, retired_at=stamp, retired_reason=reason)
@@ -60,7 +60,7 @@ def apply_retention(
 
 
 def _retire_reason(
-    entry: RegisteredBatch, policy: RetentionPolicy, now: datetime, kept: int
+    entry: RegisteredBatch, policy: RetentionPolicy, now: datetime, kept_count: int
 ) -> str | None:
     if policy.max_age_days is not None:
         age = now - newest_commit_time(entry)
@@ -69,9 +69,9 @@ def _retire_reason(
                 f"its newest commit is {age.days} days old, beyond "
                 f"retention.max_age_days={policy.max_age_days}"
             )
-    if policy.max_batches is not None and kept >= policy.max_batches:
+    if policy.max_batches is not None and kept_count >= policy.max_batches:
         return (
-            f"the {kept} newer batches already reach "
+            f"the {kept_count} newer batches already reach "
             f"retention.max_batches={policy.max_batches}"
         )
     return None

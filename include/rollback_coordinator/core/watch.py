@@ -17,7 +17,7 @@ How each history case is handled:
 - A batch whose files match no service: registered, so its history stays on record, but it
   gets no DAG, and rollback requests for it are skipped with that reason.
 
-Each rollback request starts one run. A pass records each request it sees for the first
+Each rollback request starts one run. A pass records each request it finds for the first
 time as pending, in the same atomic registry write that moves the watermark, so a crash can
 lose no request. The Airflow layer then triggers each pending request under the run id that
 ``run_id_for`` derives from the request, and only afterwards calls
@@ -101,7 +101,8 @@ def watch_once(
     repository when missing. ``git_env`` adds environment variables for git, such as
     ``GIT_SSH_COMMAND``. ``services`` lets the pass skip requests for batches that touch no
     service; ``start_runs`` False skips every new request. Raises CoordinatorError when the
-    fetch fails or the repository cannot be read; history cases never raise.
+    fetch fails or the repository cannot be read. The history cases listed in this module's
+    docstring are handled and reported, never raised.
     """
     path = Path(repo_path).resolve()
     scanned_rev = fetch_repository(path, remote, rev, git_env) if fetch else rev
@@ -165,7 +166,10 @@ def run_id_for(request: RollbackRequest) -> str:
 
 
 def run_conf_for(request: RollbackRequest) -> dict[str, str]:
-    """Return the conf of the rollback run: only the reason; Airflow records who started it."""
+    """Return the conf of the rollback run, which contains only the reason.
+
+    Who started the run is what Airflow records for it, never a value in the conf.
+    """
     reason = f"rollback requested by {request.source} {request.ref}"
     return {"reason": reason[:REASON_MAX_CHARS]}
 
@@ -183,7 +187,7 @@ def start_instruction(request: RollbackRequest) -> dict[str, Any]:
 def _run_git(
     path: Path, args: list[str], git_env: Mapping[str, str] | None, *, action: str
 ) -> None:
-    # A worker has no terminal; git must fail instead of waiting for a password prompt.
+    # A worker has no terminal, so git must fail instead of waiting for a password prompt.
     environment = {**os.environ, **(git_env or {}), "GIT_TERMINAL_PROMPT": "0"}
     try:
         subprocess.run(
@@ -206,7 +210,10 @@ def _run_git(
 def _scan_from_watermark(
     path: Path, conventions: BatchConventions, rev: str, watermark: str | None
 ) -> tuple[ScanResult, str | None]:
-    """Scan incrementally from ``watermark``, or fully; return why the watermark was lost."""
+    """Scan incrementally from ``watermark``, or fully when it is missing or lost.
+
+    Return the scan and, when the watermark was lost, why.
+    """
     if watermark is None:
         return scan_repository(path, conventions=conventions, rev=rev), None
     try:
@@ -245,7 +252,8 @@ def _apply(
         conflicts=list(scan.conflicts),
         rejected_ids=list(scan.rejected_ids),
     )
-    # A full scan of a shallow clone may miss old commits of a batch; extending keeps them.
+    # A full scan of a shallow clone may miss old commits of a batch, so extending the known
+    # batch keeps them.
     replace_known = full and not scan.shallow
     merged = merge_scan(current, scan, options.repo, stamp, replace_known=replace_known)
     report.registered, report.restored = merged.added, merged.restored

@@ -1,6 +1,6 @@
 """watch.yaml: which repository the git watcher follows, how often, and how long batches stay.
 
-The file holds one ``watch:`` section. Without the file there is no watcher, and batches are
+The file contains one ``watch:`` section. Without the file there is no watcher, and batches are
 registered only by ``rollback-coordinator plan``.
 """
 
@@ -35,7 +35,7 @@ WATCH_FILE_NAME = "watch.yaml"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP_LIKE = re.compile(r"^[^/\s:@]+@[^/\s:]+:")
 _CREDENTIALS_IN_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@")
-# Branch, tag or ref names and HEAD; no leading '-', so git never reads one as an option.
+# Branch, tag or ref names and HEAD. A leading '-' is rejected, so git never reads an option.
 _REV = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")
 
 

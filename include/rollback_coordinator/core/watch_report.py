@@ -14,7 +14,7 @@ LogRecord = tuple[int, str]
 class WatchReport:
     """What one watcher pass found and changed.
 
-    ``new_requests`` lists each request the first time a pass sees it, and never again.
+    ``new_requests`` lists each request the first time a pass finds it, and never again.
     ``pending_requests`` lists every request whose run is still to be started, the new ones
     included, until ``BatchRegistry.record_request`` records it as started.
     ``skipped_requests`` lists the requests this pass decided not to start, with the reason.
@@ -96,9 +96,9 @@ class WatchReport:
             (logging.INFO, "batches retired by the retention limits", self.retired),
             (logging.INFO, "batches back within the retention limits", self.reactivated),
         )
-        for level, what, batch_ids in named:
+        for level, description, batch_ids in named:
             if batch_ids:
-                records.append((level, f"{what}: {', '.join(batch_ids)}"))
+                records.append((level, f"{description}: {', '.join(batch_ids)}"))
         if self.unverified:
             records.append((
                 logging.WARNING,

@@ -36,7 +36,7 @@ class ScanGitOperator(BaseOperator):
     """Run one watcher pass and return what starts each pending rollback run.
 
     Reads watch.yaml and services.yaml when it runs, so the pass always uses the current
-    files. Each returned item holds ``dag_id``, ``run_id``, ``conf`` and ``key``, for the
+    files. Each returned item contains ``dag_id``, ``run_id``, ``conf`` and ``key``, for the
     mapped task group that starts the runs. A fetch that fails raises AirflowException,
     which Airflow retries; an invalid configuration fails without retry.
     """
@@ -78,7 +78,7 @@ class RollbackDagSensor(BaseSensorOperator):
     """Wait until the rollback DAG ``target_dag_id`` exists in Airflow and is not paused.
 
     A batch registered by this run's scan gets its DAG only after the dag-processor parses
-    the factory file again. Use reschedule mode, so that waiting holds no worker slot.
+    the factory file again. Use reschedule mode, so that waiting occupies no worker slot.
     Asks the Task SDK (``ti.get_dag``), because tasks cannot use the metadata database.
     """
 
@@ -174,8 +174,8 @@ def _watch_config(places: Locations) -> WatchConfig:
         raise AirflowFailException(str(error)) from None
     if config is None:
         raise AirflowFailException(
-            f"{watch_file(places)}: file not found; the git watcher needs it. Restore it, or "
-            f"remove the git_watch DAG by removing the file and waiting for the next parse"
+            f"{watch_file(places)}: file not found, so the git watcher has no configuration. "
+            f"Restore the file; without it the git_watch DAG disappears at the next parse"
         )
     return config
 
