@@ -11,7 +11,7 @@ import pytest
 from builders import EXAMPLE_SERVICES, write_services
 from git_repos import GitRepo, bare_remote, run_git
 
-from rollback_coordinator.core.batches import BatchConventions
+from rollback_coordinator.core.batches import BatchConventions, scan_repository
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.registry import BatchRegistry, active_batches
 from rollback_coordinator.core.services import ServiceMap
@@ -50,6 +50,13 @@ def local(tmp_path: Path) -> GitRepo:
     repo = GitRepo(tmp_path / "local")
     repo.commit("Initial release", {"README.md": "shop\n"})
     return repo
+
+
+@pytest.fixture
+def watching(local: GitRepo, registry: BatchRegistry) -> GitRepo:
+    """The local repository after the watcher's first pass, so later requests count as new."""
+    watch_local(local, registry)
+    return local
 
 
 @pytest.fixture
@@ -104,7 +111,7 @@ def test_first_pass_scans_fully(work: GitRepo, remote: Path, registry, tmp_path)
     report = watch_remote(tmp_path, remote, registry)
 
     assert report.registered == ["REL-1"]
-    assert report.full_scan_reason == "the registry has no watermark yet"
+    assert report.full_scan_reason == "this is the watcher's first pass on this registry"
     assert report.watermark_lost is False
     assert registry.load().watermark == work.git("rev-parse", "HEAD")
 
@@ -373,11 +380,11 @@ def test_batch_touching_no_service_is_registered(local: GitRepo, registry, servi
     assert report.without_services == ["REL-1"]
 
 
-def test_request_for_serviceless_batch_is_skipped(local: GitRepo, registry, services) -> None:
-    local.commit("REL-1: fix the docs", {"docs/guide.md": "x\n"})
-    local.git("tag", "rollback/REL-1")
+def test_request_for_serviceless_batch_is_skipped(watching: GitRepo, registry, services) -> None:
+    watching.commit("REL-1: fix the docs", {"docs/guide.md": "x\n"})
+    watching.git("tag", "rollback/REL-1")
 
-    report = watch_local(local, registry, services=services)
+    report = watch_local(watching, registry, services=services)
 
     [(request, reason)] = report.skipped_requests
     assert request.batch_id == "REL-1"
@@ -385,30 +392,44 @@ def test_request_for_serviceless_batch_is_skipped(local: GitRepo, registry, serv
     assert report.pending_requests == []
 
 
-def test_request_is_new_exactly_once(local: GitRepo, registry) -> None:
+def test_first_pass_treats_requests_as_history(local: GitRepo, registry) -> None:
     local.commit("REL-1: ship orders", API_FILE)
-    local.commit("REL-2: tune the worker", WORKER_FILE)
     local.git("tag", "rollback/REL-1")
-    trailer = local.commit("Roll back the worker\n\nRollback: REL-2\n")
+    local.commit("REL-2: tune the worker", WORKER_FILE)
+    local.commit("Roll back the worker\n\nRollback: REL-2\n")
 
-    first = watch_local(local, registry)
-    second = watch_local(local, registry)
+    report = watch_local(local, registry)
+
+    reasons = [reason for _, reason in report.skipped_requests]
+    assert report.pending_requests == []
+    assert len(reasons) == 2
+    assert all("before the watcher's first pass" in reason for reason in reasons)
+
+
+def test_request_is_new_exactly_once(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.commit("REL-2: tune the worker", WORKER_FILE)
+    watching.git("tag", "rollback/REL-1")
+    trailer = watching.commit("Roll back the worker\n\nRollback: REL-2\n")
+
+    first = watch_local(watching, registry)
+    second = watch_local(watching, registry)
 
     seen = request_keys(first, "new_requests") + request_keys(second, "new_requests")
-    tag = f"tag:REL-1@{local.git('rev-parse', 'rollback/REL-1')}"
+    tag = f"tag:REL-1@{watching.git('rev-parse', 'rollback/REL-1')}"
     assert sorted(seen) == sorted([tag, f"trailer:REL-2@{trailer}"])
     assert seen.count(tag) == 1
 
 
-def test_pending_request_stays_until_recorded(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.git("tag", "rollback/REL-1")
-    first = watch_local(local, registry)
+def test_pending_request_stays_until_recorded(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.git("tag", "rollback/REL-1")
+    first = watch_local(watching, registry)
     [key] = request_keys(first, "pending_requests")
 
-    second = watch_local(local, registry)
+    second = watch_local(watching, registry)
     registry.record_request(key)
-    third = watch_local(local, registry)
+    third = watch_local(watching, registry)
 
     assert request_keys(second, "pending_requests") == [key]
     assert second.new_requests == []
@@ -416,31 +437,81 @@ def test_pending_request_stays_until_recorded(local: GitRepo, registry) -> None:
     assert key in registry.load().requests
 
 
-def test_trailer_request_survives_later_passes(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.commit("Roll back the orders\n\nRollback: REL-1\n")
-    watch_local(local, registry)
-    local.commit("REL-2: tune the worker", WORKER_FILE)
+def test_trailer_request_survives_later_passes(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.commit("Roll back the orders\n\nRollback: REL-1\n")
+    watch_local(watching, registry)
+    watching.commit("REL-2: tune the worker", WORKER_FILE)
 
-    report = watch_local(local, registry)
+    report = watch_local(watching, registry)
 
     assert [request.batch_id for request in report.pending_requests] == ["REL-1"]
 
 
-def test_request_in_same_pass_as_batch_is_pending(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.commit("Roll back the orders\n\nRollback: REL-1\n")
+def test_request_in_same_pass_as_batch_is_pending(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.commit("Roll back the orders\n\nRollback: REL-1\n")
 
-    report = watch_local(local, registry)
+    report = watch_local(watching, registry)
 
     assert report.registered == ["REL-1"]
     assert [request.batch_id for request in report.new_requests] == ["REL-1"]
 
 
-def test_request_for_unknown_batch_is_skipped(local: GitRepo, registry) -> None:
-    local.git("tag", "rollback/REL-99")
+def test_plan_scan_hides_no_trailer(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.commit("Roll back the orders\n\nRollback: REL-1\n")
+    registry.register(scan_repository(watching.path), str(watching.path))
 
-    report = watch_local(local, registry)
+    report = watch_local(watching, registry)
+
+    assert [request.batch_id for request in report.new_requests] == ["REL-1"]
+
+
+def test_rewritten_trailer_starts_no_run(
+    work: GitRepo, remote: Path, registry, tmp_path
+) -> None:
+    watch_remote(tmp_path, remote, registry)
+    work.commit("REL-1: ship orders", API_FILE)
+    work.commit("Roll back the orders\n\nRollback: REL-1\n")
+    work.push()
+    [request] = watch_remote(tmp_path, remote, registry).pending_requests
+    registry.record_request(request.key)
+    reworded = "Roll back, reworded\n\nRollback: REL-1"
+    work.git("commit", "-q", "--amend", "--allow-empty", "-m", reworded)
+    work.push(force=True)
+
+    report = watch_remote(tmp_path, remote, registry)
+
+    [(rewritten, reason)] = report.skipped_requests
+    assert report.watermark_lost is True
+    assert rewritten.sha == work.git("rev-parse", "HEAD")
+    assert "rewritten" in reason
+    assert report.pending_requests == []
+
+
+def test_new_tag_after_force_push_starts_run(
+    work: GitRepo, remote: Path, registry, tmp_path
+) -> None:
+    watch_remote(tmp_path, remote, registry)
+    work.commit("REL-1: ship orders", API_FILE)
+    work.commit("REL-2: tune the worker", WORKER_FILE)
+    work.push()
+    watch_remote(tmp_path, remote, registry)
+    work.git("commit", "-q", "--amend", "-m", "REL-2: tune the worker, reworded")
+    work.push(force=True)
+    work.push_tag("rollback/REL-1", "HEAD~1")
+
+    report = watch_remote(tmp_path, remote, registry)
+
+    assert report.watermark_lost is True
+    assert [request.batch_id for request in report.new_requests] == ["REL-1"]
+
+
+def test_request_for_unknown_batch_is_skipped(watching: GitRepo, registry) -> None:
+    watching.git("tag", "rollback/REL-99")
+
+    report = watch_local(watching, registry)
 
     [(request, reason)] = report.skipped_requests
     assert request.batch_id == "REL-99"
@@ -448,23 +519,23 @@ def test_request_for_unknown_batch_is_skipped(local: GitRepo, registry) -> None:
     assert request.key in registry.load().skipped
 
 
-def test_second_request_for_same_batch_is_skipped(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.git("tag", "rollback/REL-1")
-    local.commit("Roll back the orders\n\nRollback: REL-1\n")
+def test_second_request_for_same_batch_is_skipped(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.git("tag", "rollback/REL-1")
+    watching.commit("Roll back the orders\n\nRollback: REL-1\n")
 
-    report = watch_local(local, registry)
+    report = watch_local(watching, registry)
 
     assert len(report.pending_requests) == 1
     [(_, reason)] = report.skipped_requests
     assert "already requested" in reason
 
 
-def test_automatic_starts_off_skips_request(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.git("tag", "rollback/REL-1")
+def test_automatic_starts_off_skips_request(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.git("tag", "rollback/REL-1")
 
-    report = watch_local(local, registry, start_runs=False)
+    report = watch_local(watching, registry, start_runs=False)
 
     assert report.pending_requests == []
     assert "start_runs: false" in report.skipped_requests[0][1]
@@ -478,8 +549,9 @@ def test_request_for_orphaned_batch_is_skipped(
     work.push()
     watch_remote(tmp_path, remote, registry)
     work.git("reset", "-q", "--hard", base)
-    work.commit("Roll back the worker\n\nRollback: REL-2\n")
+    work.commit("Hotfix the orders", {"services/api/fix.py": "1\n"})
     work.push(force=True)
+    work.push_tag("rollback/REL-2")
 
     report = watch_remote(tmp_path, remote, registry)
 
@@ -488,54 +560,54 @@ def test_request_for_orphaned_batch_is_skipped(
     assert "orphaned" in report.skipped_requests[0][1]
 
 
-def test_request_for_retired_batch_is_skipped(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.commit("REL-2: tune the worker", WORKER_FILE)
-    local.git("tag", "rollback/REL-1")
+def test_request_for_retired_batch_is_skipped(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.commit("REL-2: tune the worker", WORKER_FILE)
+    watching.git("tag", "rollback/REL-1")
 
-    report = watch_local(local, registry, retention=RetentionPolicy(max_batches=1))
+    report = watch_local(watching, registry, retention=RetentionPolicy(max_batches=1))
 
     assert report.retired == ["REL-1"]
     assert report.pending_requests == []
     assert "retired" in report.skipped_requests[0][1]
 
 
-def test_pending_request_of_retired_batch_is_skipped(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.git("tag", "rollback/REL-1")
-    watch_local(local, registry)
-    local.commit("REL-2: tune the worker", WORKER_FILE)
+def test_pending_request_of_retired_batch_is_skipped(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.git("tag", "rollback/REL-1")
+    watch_local(watching, registry)
+    watching.commit("REL-2: tune the worker", WORKER_FILE)
 
-    report = watch_local(local, registry, retention=RetentionPolicy(max_batches=1))
+    report = watch_local(watching, registry, retention=RetentionPolicy(max_batches=1))
 
     assert report.pending_requests == []
     assert registry.load().pending == {}
     assert [request.batch_id for request, _ in report.skipped_requests] == ["REL-1"]
 
 
-def test_run_id_is_stable_per_request(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.git("tag", "rollback/REL-1")
-    [request] = watch_local(local, registry).pending_requests
-    [again] = watch_local(local, registry).pending_requests
+def test_run_id_is_stable_per_request(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.git("tag", "rollback/REL-1")
+    [request] = watch_local(watching, registry).pending_requests
+    [again] = watch_local(watching, registry).pending_requests
 
-    sha = local.git("rev-parse", "HEAD")
+    sha = watching.git("rev-parse", "HEAD")
     assert run_id_for(request) == f"git_tag__REL-1__{sha}"
     assert run_id_for(again) == run_id_for(request)
 
 
-def test_run_conf_holds_only_reason(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    local.git("tag", "rollback/REL-1")
-    [request] = watch_local(local, registry).pending_requests
+def test_run_conf_holds_only_reason(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    watching.git("tag", "rollback/REL-1")
+    [request] = watch_local(watching, registry).pending_requests
 
     assert run_conf_for(request) == {"reason": "rollback requested by tag rollback/REL-1"}
 
 
-def test_start_instruction_names_batch_dag(local: GitRepo, registry) -> None:
-    local.commit("REL-1: ship orders", API_FILE)
-    trailer = local.commit("Roll back the orders\n\nRollback: REL-1\n")
-    [request] = watch_local(local, registry).pending_requests
+def test_start_instruction_names_batch_dag(watching: GitRepo, registry) -> None:
+    watching.commit("REL-1: ship orders", API_FILE)
+    trailer = watching.commit("Roll back the orders\n\nRollback: REL-1\n")
+    [request] = watch_local(watching, registry).pending_requests
 
     instruction = start_instruction(request)
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from rollback_coordinator.core.run_records import safe_name
+from rollback_coordinator.core.signing import generate_keypair
 from rollback_coordinator.demo.stack import stack_environment, start_stack
 from tests_support import GOVERNANCE_YAML, RECORDING_SCRIPT, git, services_yaml
 
@@ -41,7 +42,10 @@ def stack(tmp_path_factory):
     script.write_text(RECORDING_SCRIPT)
     script.chmod(0o755)
     (config / "services.yaml").write_text(services_yaml(approvals=True))
-    (config / "governance.yaml").write_text(GOVERNANCE_YAML)
+    keys = generate_keypair(root / "keys")
+    (config / "governance.yaml").write_text(
+        GOVERNANCE_YAML + f"audit:\n  signing_key_file: {keys.private_key_path}\n"
+    )
     repo.mkdir()
     git(repo, "init", "--quiet", "--initial-branch=main")
     git(repo, "config", "user.email", "dev@example.com")
@@ -55,6 +59,9 @@ def stack(tmp_path_factory):
         (repo / "services" / service / "VERSION").write_text("2\n")
     git(repo, "add", "--all")
     git(repo, "commit", "--quiet", "-m", "REL-7: ship the api and the worker")
+    (repo / "services" / "api" / "VERSION").write_text("3\n")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "REL-8: tune the api")
 
     env = stack_environment(root / "airflow", data, config, free_port())
     cli_env = {**env, "ROLLBACK_AIRFLOW_URL": env["AIRFLOW__API__BASE_URL"]}
@@ -104,20 +111,22 @@ def wait_for_run(stack, dag_id, run_id, states=("success", "failed")):
     raise AssertionError(f"run {run_id} did not reach {states} within {RUN_TIMEOUT_S} s")
 
 
-def wait_for_request(stack, digest, group="api"):
-    path = stack["data"] / "approvals" / "REL-7" / digest / group / "REQUEST.json"
+def wait_for_request(stack, digest, group="api", batch="REL-7", task_id=None):
+    path = stack["data"] / "approvals" / batch / digest / group / "REQUEST.json"
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
         if path.exists():
-            return json.loads(path.read_text())
+            request = json.loads(path.read_text())
+            if task_id in (None, request.get("task_id")):
+                return request
         time.sleep(1)
-    raise AssertionError(f"no approval request at {path}")
+    raise AssertionError(f"no approval request of {task_id or 'any step'} at {path}")
 
 
-def plan(stack, actor, *extra):
+def plan(stack, actor, *extra, batch="REL-7", profile="balanced"):
     out = stack["root"] / f"plan-{actor}-{time.monotonic_ns()}.json"
-    cli(stack, "plan", "REL-7", "--repo", str(stack["repo"]), "--out", str(out),
-        "--profile", "balanced", *extra, actor=actor)
+    cli(stack, "plan", batch, "--repo", str(stack["repo"]), "--out", str(out),
+        "--profile", profile, *extra, actor=actor)
     return out, json.loads(out.read_text())["sha256"]
 
 
@@ -174,3 +183,28 @@ def test_approval_by_user_without_role_does_not_count(stack):
 
     assert refused.returncode == 4
     assert run["state"] == "success"
+
+
+def test_strict_waits_for_second_reviewer(stack):
+    plan_file, digest = plan(stack, "alice", batch="REL-8", profile="strict")
+    started = json.loads(cli(stack, "execute", str(plan_file), user="bob").stdout)
+    run_id = started["dag_run"]["dag_run_id"]
+    wait_for_request(stack, digest, batch="REL-8", task_id="api.approval")
+    cli(stack, "approve", "REL-8", "--service", "api", "--role", "guardian", user="guardian")
+
+    escalation = wait_for_request(stack, digest, batch="REL-8", task_id="api.authorize")
+    waiting = api_get(stack, f"/api/v2/dags/rollback_REL-8/dagRuns/{run_id}")
+    cli(stack, "approve", "REL-8", "--service", "api", "--role", "reviewer", user="gina")
+    run = wait_for_run(stack, "rollback_REL-8", run_id)
+
+    assert escalation["roles"] == ["reviewer"]
+    assert waiting["state"] == "running"
+    assert run["state"] == "success"
+    chain = stack["data"] / "audit" / "records" / "REL-8" / f"{safe_name(run_id)}.jsonl"
+    verified = subprocess.run(
+        [str(BIN / "rollback-coordinator"), "audit", "verify", str(chain), "--json"],
+        capture_output=True, text=True,
+    )
+    report = json.loads(verified.stdout)
+    assert verified.returncode == 0
+    assert report["signed"] is True

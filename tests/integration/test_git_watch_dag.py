@@ -17,8 +17,9 @@ from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 from airflow.utils.session import create_session
 from sqlalchemy import select
 
-from rollback_coordinator.core.batches import scan_repository
+from rollback_coordinator.core.batches import BatchConventions
 from rollback_coordinator.core.registry import BatchRegistry
+from rollback_coordinator.core.watch import watch_once
 from tests_support import git
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -50,13 +51,25 @@ def registry_of(deployment) -> BatchRegistry:
     return BatchRegistry(deployment.data_dir / "registry" / "batches.json")
 
 
+def first_pass(deployment) -> None:
+    """Run the watcher's first pass, which registers the batches and takes git as history."""
+    watch_once(
+        deployment.repo,
+        registry_of(deployment),
+        BatchConventions(),
+        fetch=False,
+        remote=None,
+        retention=None,
+    )
+
+
 def request_rollback(deployment) -> str:
-    """Tag a commit unique to this test for rollback of REL-1, register it, return its sha.
+    """Tag a commit unique to this test for rollback of REL-1 and return its sha.
 
     Tests share one metadata database, so the commit, and with it the run id, must differ.
     """
     sha = deployment.commit("REL-1: record the test", {"services/api/TEST": str(deployment.root)})
-    registry_of(deployment).register(scan_repository(deployment.repo), repo=str(deployment.repo))
+    first_pass(deployment)
     git(deployment.repo, "tag", "rollback/REL-1")
     return sha
 
@@ -186,6 +199,7 @@ def test_crash_before_recording_starts_no_second_run(watched):
 
 
 def test_request_in_same_scan_waits_for_dag(watched):
+    first_pass(watched)
     watched.commit("REL-2: tune the worker", {"services/worker/VERSION": str(watched.root)})
     trailer = watched.commit("Roll back the worker\n\nRollback: REL-2\n", {})
     dag = load_bag().dags["git_watch"]

@@ -63,6 +63,8 @@ environments:
   prod: {minimum_profile: balanced}
 roles:
   guardian: [guardian, gina]
+  reviewer: [gina, rita]
+review_role: reviewer
 approvals:
   timeout_s: 300
 """

@@ -45,7 +45,12 @@ def park_for_roles(
         env.plan.batch, env.digest, env.step.group_id, roles, why,
         run_id=env.ctx.run_id, task_id=ti.task_id, dag_id=ti.dag_id,
     )
-    # Publishing again clears an response that was already used, so the next approver can response.
+    env.trail.notify(
+        "approval_needed",
+        f"{env.step.service} waits for approval by {', '.join(roles)} on plan {env.digest[:12]}",
+        service=env.step.service,
+    )
+    # Publishing again clears a response that was already used, so the next approver can respond.
     upsert_hitl_detail(
         ti_id=ti.id,
         options=[APPROVE, REJECT],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowFailException
 
 from rollback_coordinator.airflow.runtime import RunContext, utc_now
@@ -23,7 +24,9 @@ from rollback_coordinator.core.decisions import (
     describe,
 )
 from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.decisions import decision_id
 from rollback_coordinator.core.governor import governor_for
+from rollback_coordinator.core.remote_governor import GovernorEndpoint, endpoint_from_connection
 from rollback_coordinator.core.plan import Plan
 
 
@@ -57,7 +60,7 @@ def build_request(
 def ask(ctx: RunContext, request: GovernorRequest, log: logging.Logger) -> Decision:
     """Return the governor's decision; any failure to get one is a DENY (fail closed)."""
     try:
-        decision = governor_for(ctx.governance).decide(request)
+        decision = governor_for(ctx.governance, _remote_endpoint(ctx, log)).decide(request)
     except CoordinatorError as error:
         decision = _no_answer(request, str(error))
     except Exception as error:  # noqa: BLE001 - any governor fault must deny, never crash open
@@ -74,6 +77,20 @@ def ask(ctx: RunContext, request: GovernorRequest, log: logging.Logger) -> Decis
         describe(decision),
     )
     return decision
+
+
+def _remote_endpoint(ctx: RunContext, log: logging.Logger) -> GovernorEndpoint | None:
+    """Resolve the remote governor from its Airflow connection; None makes the step deny."""
+    governance = ctx.governance
+    if governance.governor != "remote":
+        return None
+    conn_id = governance.remote.connection_id
+    try:
+        conn = Connection.get(conn_id)
+        return endpoint_from_connection(conn.conn_type, conn.host, conn.schema, conn.port, conn.password)
+    except Exception as error:  # noqa: BLE001 - no endpoint means DENY, never an open door
+        log.error("remote governor connection '%s' unusable: %s", conn_id, type(error).__name__)
+        return None
 
 
 def decision_record(request: GovernorRequest, decision: Decision) -> dict[str, Any]:
@@ -113,8 +130,6 @@ def enforce(ctx: RunContext, decision: Decision, request: GovernorRequest) -> Au
 
 def _no_answer(request: GovernorRequest, why: str) -> Deny:
     rule = "governor.unavailable"
-    from rollback_coordinator.core.decisions import decision_id
-
     return Deny(
         decision="DENY",
         decision_id=decision_id(request, "DENY", rule),

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from rollback_coordinator.airflow.runtime import RunContext, run_context, utc_now
+from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.plan import Phase, Plan, ServiceStep
 
 
@@ -22,23 +23,35 @@ class StepEnvironment:
     phase: Phase
     started_at: str
 
+    @property
+    def trail(self) -> RunTrail:
+        return RunTrail(self.ctx, self.plan.profile)
+
     def record(self, task_id: str, kind: str, outcome: str, **details: Any) -> None:
-        """Write this step's record, which the audit step and `status` read back."""
-        self.ctx.records.write_step(
-            task_id,
-            {
-                "task_id": task_id,
-                "batch": self.step.batch,
-                "service": self.step.service,
-                "group_id": self.step.group_id,
-                "step": kind,
-                "outcome": outcome,
-                "started_at": self.started_at,
-                "ended_at": utc_now(),
-                "plan_sha256": self.digest,
-                **details,
-            },
-        )
+        """Write this step's record, which the audit step and `status` read back.
+
+        A failed step also notifies the channels, and the profile decides whether the record
+        joins the run's hash chain.
+        """
+        record = {
+            "task_id": task_id,
+            "batch": self.step.batch,
+            "service": self.step.service,
+            "group_id": self.step.group_id,
+            "step": kind,
+            "outcome": outcome,
+            "started_at": self.started_at,
+            "ended_at": utc_now(),
+            "plan_sha256": self.digest,
+            **details,
+        }
+        trail = self.trail
+        if outcome == "failed":
+            record["notifications"] = trail.notify(
+                "step_failed", f"{task_id} failed", service=self.step.service
+            )
+        self.ctx.records.write_step(task_id, record)
+        trail.append(record)
 
 
 def load_step(context: Any, batch_id: str, group_id: str) -> StepEnvironment:

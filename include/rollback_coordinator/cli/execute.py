@@ -17,7 +17,7 @@ from rollback_coordinator.cli.output import EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAIL
 from rollback_coordinator.core.approvals import ApprovalStore, satisfied_roles
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.errors import CoordinatorError
-from rollback_coordinator.core.governance import load_governance
+from rollback_coordinator.core.governance import PROFILES, load_governance
 from rollback_coordinator.core.plan import Plan, plan_path, read_plan, write_plan
 from rollback_coordinator.core.settings import Locations, locations
 
@@ -94,11 +94,15 @@ def _check_approvals_present(plan: Plan, digest: str, places: Locations) -> None
         return
     governance = load_governance(places.governance_file)
     store = ApprovalStore(places.approvals_dir)
+    needed = PROFILES[plan.profile].min_approvers
     missing = []
     for step in plan.service_steps():
         records = store.list(plan.batch, digest, step.group_id)
-        _, roles = satisfied_roles(records, plan, step.group_id, governance, runner=None)
+        valid, roles = satisfied_roles(records, plan, step.group_id, governance, runner=None)
         missing.extend((step.group_id, role) for role in roles)
+        reviewers = len({approval.user for approval in valid})
+        if reviewers < needed and governance.review_role:
+            missing.extend([(step.group_id, governance.review_role)] * (needed - reviewers))
     if missing:
         commands = "; ".join(
             f"rollback-coordinator approve {plan.batch} --service {group} --role {role} "

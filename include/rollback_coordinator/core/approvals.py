@@ -142,6 +142,7 @@ def check_approval(
     """Raise ApprovalError unless this person may approve this service of this plan.
 
     escalation_roles are roles a governor asked for with ESCALATE, beyond the service's own.
+    Under a profile that needs several approvers, governance.yaml's review_role is accepted too.
     """
     step = plan.find(group_id)
     if step is None:
@@ -151,6 +152,9 @@ def check_approval(
             f"(services: {services})"
         )
     allowed = [*step.approvals, *(escalation_roles or [])]
+    # Under strict, every service needs a second reviewer, so a review may come in advance.
+    if PROFILES[plan.profile].min_approvers and governance.review_role:
+        allowed.append(governance.review_role)
     if approval.role not in allowed:
         needed = ", ".join(allowed) or "none"
         raise ApprovalError(

@@ -84,8 +84,12 @@ class RegistrySnapshot:
     """The registry content at one moment.
 
     ``watermark`` is the head of the last registered scan, where the next incremental scan
-    starts. ``requests`` maps the key of each request whose run was started to when it was
-    recorded. ``pending`` contains the requests whose run is still to be started, ``skipped`` the
+    starts. ``watch_watermark`` is the head of the git watcher's last pass, kept apart
+    because ``rollback-coordinator plan`` moves ``watermark`` for any clone it scans, which
+    would make the watcher miss the rollback trailers in between.
+
+    ``requests`` maps the key of each request whose run was started to when it was recorded.
+    ``pending`` contains the requests whose run is still to be started, and ``skipped`` the
     requests that will not start a run automatically.
     """
 
@@ -94,6 +98,7 @@ class RegistrySnapshot:
     requests: dict[str, str] = field(default_factory=dict)
     pending: dict[str, FoundRequest] = field(default_factory=dict)
     skipped: dict[str, FoundRequest] = field(default_factory=dict)
+    watch_watermark: str | None = None
 
     def knows_request(self, key: str) -> bool:
         """Return whether the request was already started, queued or skipped."""
@@ -289,6 +294,7 @@ def _snapshot_to_json(snapshot: RegistrySnapshot) -> dict[str, Any]:
     return {
         "format": REGISTRY_FORMAT,
         "watermark": snapshot.watermark,
+        "watch_watermark": snapshot.watch_watermark,
         "batches": batches,
         "requests": dict(sorted(snapshot.requests.items())),
         "pending_requests": _found_requests_to_json(snapshot.pending),
@@ -326,19 +332,21 @@ def _snapshot_from_json(data: Any, path: Path) -> RegistrySnapshot:
             f"{{\"format\": {REGISTRY_FORMAT}, ...}}. {_REPAIR_HINT}"
         )
     watermark = data.get("watermark")
+    watch_watermark = data.get("watch_watermark")
     batches = data.get("batches", {})
     requests = data.get("requests", {})
-    if watermark is not None and not isinstance(watermark, str):
-        raise CoordinatorError(f"{path}: field 'watermark' must be a commit sha or null")
+    for name, value in (("watermark", watermark), ("watch_watermark", watch_watermark)):
+        if value is not None and not isinstance(value, str):
+            raise CoordinatorError(f"{path}: field '{name}' must be a commit sha or null")
     if not isinstance(batches, dict) or not isinstance(requests, dict):
         raise CoordinatorError(f"{path}: fields 'batches' and 'requests' must be JSON objects")
     if not all(isinstance(value, str) for value in requests.values()):
         raise CoordinatorError(f"{path}: field 'requests' must map request keys to timestamps")
     entries = {key: _entry_from_json(key, item, path) for key, item in batches.items()}
-    # Files written before pending and skipped requests existed lack both fields.
+    # Files written before the git watcher existed lack its fields.
     pending = _found_requests_from_json(data.get("pending_requests", {}), "pending_requests", path)
     skipped = _found_requests_from_json(data.get("skipped_requests", {}), "skipped_requests", path)
-    return RegistrySnapshot(watermark, entries, requests, pending, skipped)
+    return RegistrySnapshot(watermark, entries, requests, pending, skipped, watch_watermark)
 
 
 def _entry_from_json(batch_id: str, item: Any, path: Path) -> RegisteredBatch:

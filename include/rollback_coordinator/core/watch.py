@@ -1,11 +1,16 @@
 """One pass of the git watcher: fetch, scan from the watermark, register, queue rollback requests.
 
-How each history case is handled:
+The watcher keeps its own watermark in the registry (``watch_watermark``). How each history
+case is handled:
 
-- No watermark in the registry (first pass, or a new registry): a full scan.
+- No watcher watermark (the first pass on this registry): a full scan. The rollback requests
+  it finds are already in git, most of them handled long ago, so they are recorded as
+  skipped, never started.
 - The watermark commit is gone or no longer an ancestor of the watched revision, because a
   force push rewrote history: a full scan. Registered batches of this repository that the
-  full scan no longer finds are marked orphaned, with when and why, and keep their DAG.
+  full scan no longer finds are marked orphaned, with when and why, and keep their DAG. New
+  trailer requests are skipped, because a rewritten commit repeats an old trailer under a
+  new sha; a tag keeps its sha through a rewrite, so a new tag request still starts a run.
 - Shallow clone: scanned as far as it reaches. A full scan neither orphans a missing batch
   nor shrinks a known one, because the missing commits may lie beyond the clone's depth.
 - Detached HEAD: scanned like any commit. A full scan orphans nothing, because a detached
@@ -74,6 +79,8 @@ class _PassOptions:
     repo: str
     rev: str
     detached: bool
+    full_scan_reason: str | None
+    watermark_lost: bool
     services: ServiceMap | None
     retention: RetentionPolicy | None
     start_runs: bool
@@ -106,12 +113,15 @@ def watch_once(
     """
     path = Path(repo_path).resolve()
     scanned_rev = fetch_repository(path, remote, rev, git_env) if fetch else rev
-    watermark = registry.load().watermark
+    watermark = registry.load().watch_watermark
     scan, lost = _scan_from_watermark(path, conventions, scanned_rev, watermark)
+    first_pass = "this is the watcher's first pass on this registry"
     options = _PassOptions(
         repo=str(path),
         rev=rev,
         detached=not fetch and rev == "HEAD" and _head_is_detached(path),
+        full_scan_reason=first_pass if watermark is None else lost,
+        watermark_lost=lost is not None,
         services=services,
         retention=retention,
         start_runs=start_runs,
@@ -119,11 +129,6 @@ def watch_once(
     )
     report = registry.update(lambda current: _apply(current, scan, options))
     report.fetched = fetch
-    if watermark is None:
-        report.full_scan_reason = "the registry has no watermark yet"
-    elif lost is not None:
-        report.full_scan_reason = lost
-        report.watermark_lost = True
     return report
 
 
@@ -246,6 +251,8 @@ def _apply(
         rev=options.rev,
         head=scan.head,
         since=scan.since,
+        full_scan_reason=options.full_scan_reason,
+        watermark_lost=options.watermark_lost,
         shallow=scan.shallow,
         detached=options.detached,
         commit_count=scan.commit_count,
@@ -257,8 +264,11 @@ def _apply(
     replace_known = full and not scan.shallow
     merged = merge_scan(current, scan, options.repo, stamp, replace_known=replace_known)
     report.registered, report.restored = merged.added, merged.restored
+    snapshot = merged.snapshot
+    if scan.head is not None:
+        snapshot = replace(snapshot, watch_watermark=scan.head)
 
-    snapshot = _mark_missing(merged.snapshot, scan, options, report)
+    snapshot = _mark_missing(snapshot, scan, options, report)
     retention = apply_retention(snapshot, options.retention, options.now)
     report.retired, report.reactivated = retention.retired, retention.reactivated
     snapshot = retention.snapshot
@@ -310,8 +320,8 @@ def _queue_requests(
 ) -> RegistrySnapshot:
     """Queue the requests seen for the first time, and skip those that cannot start a run.
 
-    Pending requests from earlier passes are checked again, because their batch may have
-    been retired or orphaned since.
+    Pending requests from earlier passes are checked again, because since then their batch
+    may have been retired or orphaned, or automatic starts turned off.
     """
     stamp = options.now.isoformat(timespec="seconds")
     pending = dict(snapshot.pending)
@@ -327,7 +337,11 @@ def _queue_requests(
         key = request.key
         if key in snapshot.requests or key in pending or key in skipped:
             continue
-        reason = _skip_reason(request, snapshot, options) or _duplicate_reason(request, pending)
+        reason = (
+            _history_reason(request, options)
+            or _skip_reason(request, snapshot, options)
+            or _duplicate_reason(request, pending)
+        )
         if reason is None:
             pending[key] = FoundRequest(request, stamp)
             report.new_requests.append(request)
@@ -340,6 +354,26 @@ def _queue_requests(
     if pending == snapshot.pending and skipped == snapshot.skipped:
         return snapshot
     return replace(snapshot, pending=pending, skipped=skipped)
+
+
+def _history_reason(request: RollbackRequest, options: _PassOptions) -> str | None:
+    """Return why a request found by a full scan may be an old one, or None.
+
+    The first pass sees every tag and trailer of the history, most of them handled long
+    ago. After a force push, a rewritten commit repeats an old trailer under a new sha. A
+    tag keeps its sha through a rewrite, so a new tag after a lost watermark is a new one.
+    """
+    if options.full_scan_reason is None:
+        return None
+    action = "push a new rollback tag or trigger the batch's DAG in the Airflow UI"
+    if not options.watermark_lost:
+        return f"it was in git before the watcher's first pass, so it counts as history; {action}"
+    if request.source == "trailer":
+        return (
+            f"a full scan after rewritten history found it, and a rewritten commit may repeat "
+            f"an old request; {action}"
+        )
+    return None
 
 
 def _skip_reason(

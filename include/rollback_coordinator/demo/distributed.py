@@ -44,7 +44,6 @@ DEBIAN_POSTGRES_GLOB = "/usr/lib/postgresql/*/bin"
 POSTGRES_OS_USER = "postgres"
 DATABASE = "airflow"
 DATABASE_ROLE = "airflow"
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 WORKERS = ("worker1", "worker2")
 # Celery prints "<name>@<host> ready." once the worker consumes from the broker.
 WORKER_READY = " ready."
@@ -122,6 +121,7 @@ class Postgres:
         if self.port:
             command = [*self.run_as, str(self.pg_ctl), "-D", str(self.folder / "data")]
             subprocess.run([*command, "-m", "fast", "-w", "stop"], capture_output=True, timeout=120)
+            self.port = 0
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -131,7 +131,7 @@ def start_postgres() -> Postgres:
     if binaries is None:
         raise LayoutError(f"PostgreSQL server binaries not found: {missing_binaries()[0]}")
     initdb, pg_ctl = binaries
-    folder = Path(tempfile.mkdtemp(prefix="rollback-postgres-"))
+    folder = Path(tempfile.mkdtemp(prefix="rollback-layout-postgres-"))
     server = Postgres(folder=folder, pg_ctl=pg_ctl, run_as=_postgres_user_prefix(folder))
     try:
         password_file = folder / "password"
@@ -225,7 +225,7 @@ def start_redis(timeout_s: float = 30) -> Redis:
     binary = redis_binary()
     if binary is None:
         raise LayoutError(f"Redis server not found: {missing_binaries()[-1]}")
-    folder = Path(tempfile.mkdtemp(prefix="rollback-redis-"))
+    folder = Path(tempfile.mkdtemp(prefix="rollback-layout-redis-"))
     log = folder / "redis.log"
     for _ in range(START_ATTEMPTS):
         port = free_port()
@@ -273,8 +273,6 @@ def layout_environment(
             "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(64),
-            # One machine: each component that serves logs gets a port of its own.
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__API__WORKERS": "1",
         }
     )
@@ -300,12 +298,16 @@ class DistributedStack:
     postgres: Postgres
     redis: Redis
     components: list[Component] = field(default_factory=list)
+    stopped: bool = False
 
     def component(self, name: str) -> Component:
         return next(item for item in self.components if item.name == name)
 
     def stop(self) -> None:
         """Stop the workers first, so they can still report to the api-server, then the rest."""
+        if self.stopped:
+            return
+        self.stopped = True
         for component in reversed(self.components):
             _stop_process(component.process, grace_s=STOP_GRACE_S)
         self.redis.stop()
@@ -336,6 +338,7 @@ def start_distributed(
     timeout_s: float = 300,
 ) -> DistributedStack:
     """Start PostgreSQL, Redis and the Airflow components; return once all of them are ready."""
+    _check_port_free(port)
     postgres = start_postgres()
     try:
         redis = start_redis()
@@ -360,6 +363,17 @@ def start_distributed(
     return stack
 
 
+def _check_port_free(port: int) -> None:
+    # Another server on the port would answer the health checks in place of this api-server.
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise LayoutError(
+                f"port {port} on 127.0.0.1 is not free ({error.strerror}): choose another with --port"
+            ) from None
+
+
 def _write_passwords(home: Path) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     passwords = {user: secrets.token_urlsafe(12) for user in USERS}
@@ -368,20 +382,34 @@ def _write_passwords(home: Path) -> dict[str, str]:
 
 
 def _start_components(stack: DistributedStack, env: dict[str, str], logs: Path) -> None:
-    commands = {name: [name] for name in COMPONENTS}
-    for worker in WORKERS:
-        commands[worker] = ["celery", "worker", "--celery-hostname", f"{worker}@%h"]
-    for name, arguments in commands.items():
-        component_env = dict(env)
-        if name in WORKERS:
-            component_env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
+    for name, arguments in _component_commands().items():
         log_path = logs / f"{name}.log"
         with log_path.open("w") as log:
             process = subprocess.Popen(
-                [str(AIRFLOW), *arguments], env=component_env, stdout=log,
+                [str(AIRFLOW), *arguments], env=env, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         stack.components.append(Component(name, process, log_path))
+
+
+def _component_commands() -> dict[str, list[str]]:
+    """Return the airflow arguments of each component, in start order.
+
+    Every component writes task logs to the one log folder of this machine, where the
+    api-server reads them, so no component starts serve-logs: Airflow binds that server to
+    all interfaces, and this layout listens on 127.0.0.1 only.
+    """
+    commands = {
+        "api-server": ["api-server"],
+        "scheduler": ["scheduler", "--skip-serve-logs"],
+        "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer", "--skip-serve-logs"],
+    }
+    for worker in WORKERS:
+        commands[worker] = [
+            "celery", "worker", "--celery-hostname", f"{worker}@%h", "--skip-serve-logs",
+        ]
+    return commands
 
 
 def _wait_until_ready(stack: DistributedStack, timeout_s: float) -> None:

@@ -25,7 +25,10 @@ from rollback_coordinator.core.registry import BatchRegistry
 from rollback_coordinator.demo.sample import create_sample, start_sample_api
 
 CHECKOUT = Path(__file__).resolve().parents[3]
-USERS = {"admin": "admin", "alice": "user", "bob": "user", "guardian": "user", "gina": "user"}
+USERS = {
+    "admin": "admin", "alice": "user", "bob": "user", "guardian": "user", "gina": "user",
+    "rita": "user",
+}
 
 
 @dataclass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.observability.stats import Stats
 
 from rollback_coordinator.airflow.runtime import PLAN_TASK_ID, run_context, utc_now
+from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.audit import (
     AuditRepository,
     DecisionEntry,
@@ -16,7 +19,9 @@ from rollback_coordinator.core.audit import (
     ServiceOutcome,
 )
 from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.metrics import RollbackMetrics
 from rollback_coordinator.core.plan import Plan, plan_path, read_plan
+from rollback_coordinator.core.run_records import safe_name
 
 _FAILED_STATES = {"failed", "upstream_failed"}
 
@@ -43,10 +48,14 @@ class AuditRunOperator(BaseOperator):
         plan, digest = self._plan(context, ctx)
 
         summary = self._summary(ctx, dag_run, plan, digest, records, failed_tasks)
+        trail = RunTrail(ctx, plan.profile) if plan else None
+        extra_files = self._seal_chain(trail) if trail else {}
         try:
-            commit = AuditRepository(ctx.places.audit_repo).record_run(summary)
+            commit = AuditRepository(ctx.places.audit_repo).record_run(summary, extra_files)
         except CoordinatorError as error:
             raise AirflowFailException(f"audit record of run {ctx.run_id} not written: {error}")
+        if trail:
+            self._report(trail, summary, records, dag_run)
         self.log.info(
             "batch %s, run %s: %s; audit record committed as %s in %s",
             self.batch_id, ctx.run_id, summary.outcome, commit[:12], ctx.places.audit_repo,
@@ -63,6 +72,46 @@ class AuditRunOperator(BaseOperator):
                 f"see those tasks' logs and the audit record {commit[:12]}"
             )
         return {"outcome": summary.outcome, "audit_commit": commit}
+
+    def _seal_chain(self, trail: RunTrail) -> dict[str, bytes]:
+        """Close the run's hash chain and return the files that join the audit repository."""
+        chain = trail.chain()
+        if chain is None:
+            return {}
+        seal = chain.seal(batch=self.batch_id, run_id=trail.ctx.run_id)
+        self.log.info(
+            "batch %s: audit chain %s sealed after %s records, head %s",
+            self.batch_id, chain.path, seal.get("count"), seal.get("head_hash"),
+        )
+        files = {
+            f"records/{self.batch_id}/{safe_name(trail.ctx.run_id)}.jsonl": chain.path.read_bytes()
+        }
+        if trail.signer is not None:
+            files[f"keys/{trail.signer.key_id}.pub.pem"] = trail.signer.public_key_pem()
+        return files
+
+    def _report(
+        self, trail: RunTrail, summary: RunSummary, records: list[dict[str, Any]], dag_run: Any
+    ) -> None:
+        """Notify the channels of the outcome and send the run's metrics."""
+        event = "rollback_failed" if summary.outcome == "failed" else "rollback_succeeded"
+        detail = f"rollback of {self.batch_id} {summary.outcome}, run by {summary.runner}"
+        for result in trail.notify(event, detail):
+            self.log.info("notification %s to %s: %s", event, result.get("channel"),
+                          "delivered" if result.get("delivered") else result.get("error"))
+
+        metrics = RollbackMetrics(Stats, log=self.log)
+        started = getattr(dag_run, "start_date", None)
+        if started is not None:
+            duration = datetime.now(timezone.utc) - started
+            metrics.run_finished(profile=summary.profile, outcome=summary.outcome, duration=duration)
+        for record in records:
+            if "health" in record and record.get("step") in ("health_before", "health_after"):
+                metrics.service_health(
+                    service=record["service"],
+                    phase=record["step"].removeprefix("health_"),
+                    healthy=bool(record["health"]["healthy"]),
+                )
 
     def _failed_tasks(self, context: Any, records: list[dict[str, Any]]) -> set[str]:
         failed = {record["task_id"] for record in records if record.get("outcome") == "failed"}

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from rollback_coordinator.airflow import governing
 from rollback_coordinator.airflow.operators.service import ServiceStepOperator, script_context
 from rollback_coordinator.airflow.steps import StepEnvironment
+from rollback_coordinator.core.approvals import ApprovalStore
 from rollback_coordinator.core.decisions import Artifact, Escalate
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.migration_state import MigrationVerdict, verify_with_state_command
@@ -151,11 +152,15 @@ class VerifyMigrationsOperator(ServiceStepOperator):
             )
             for verdict in verdicts
         ]
+        store = ApprovalStore(env.ctx.places.approvals_dir)
+        approvers = {
+            approval.user for approval in store.list(env.plan.batch, env.digest, env.step.group_id)
+        }
         request = governing.build_request(
             env.ctx, env.plan, env.digest,
             action="migration.rewind",
             service=env.step.service,
-            approvers=[],
+            approvers=sorted(approvers),
             repo_ref=env.phase.from_ref,
             extra_artifacts=artifacts,
         )

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from rollback_coordinator.airflow import governing
 from rollback_coordinator.airflow.runtime import RunContext, run_context, utc_now
+from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.decisions import Escalate
 from rollback_coordinator.core.errors import CoordinatorError
@@ -56,19 +57,24 @@ class AuthorizePlanOperator(BaseOperator):
         )
         decision = governing.ask(ctx, request, self.log)
         details = {"plan_sha256": digest, **governing.decision_record(request, decision)}
+        trail = RunTrail(ctx, plan.profile)
         try:
             outcome = governing.enforce(ctx, decision, request)
         except AirflowFailException:
-            self._record(ctx, started_at, "failed", **details)
+            self._record(ctx, started_at, "failed", trail=trail, **details)
             raise
         if isinstance(outcome, Escalate):
-            self._record(ctx, started_at, "failed", **details)
+            self._record(ctx, started_at, "failed", trail=trail, **details)
             raise AirflowFailException(
                 f"governor escalated plan {digest[:12]} of batch {plan.batch} to role "
                 f"'{outcome.human_review_required}'; plan-level review is not automated: have "
                 f"that role make the plan with 'rollback-coordinator plan' and execute it"
             )
-        self._record(ctx, started_at, "succeeded", **details)
+        trail.check_ready()
+        details["notifications"] = trail.notify(
+            "run_started", f"rollback of {plan.batch} started by {ctx.runner} with plan {digest[:12]}"
+        )
+        self._record(ctx, started_at, "succeeded", trail=trail, **details)
         return {"sha256": digest, "path": str(plan_path(ctx.places.plans_dir, plan.batch, digest))}
 
     def _settle_plan(self, ctx: RunContext, params: Any) -> tuple[Plan, str]:
@@ -119,20 +125,27 @@ class AuthorizePlanOperator(BaseOperator):
                     f"{digest[:12]} was made; plan again"
                 )
 
-    def _record(self, ctx: RunContext, started_at: str, outcome: str, **details: Any) -> None:
-        ctx.records.write_step(
-            self.task_id,
-            {
-                "task_id": self.task_id,
-                "batch": self.batch_id,
-                "step": "authorize_plan",
-                "outcome": outcome,
-                "runner": ctx.runner,
-                "started_at": started_at,
-                "ended_at": utc_now(),
-                **details,
-            },
-        )
+    def _record(
+        self,
+        ctx: RunContext,
+        started_at: str,
+        outcome: str,
+        trail: RunTrail | None = None,
+        **details: Any,
+    ) -> None:
+        record = {
+            "task_id": self.task_id,
+            "batch": self.batch_id,
+            "step": "authorize_plan",
+            "outcome": outcome,
+            "runner": ctx.runner,
+            "started_at": started_at,
+            "ended_at": utc_now(),
+            **details,
+        }
+        ctx.records.write_step(self.task_id, record)
+        if trail is not None:
+            trail.append(record)
 
 
 def file_sha256_or_none(path: str) -> str | None:
