@@ -119,6 +119,22 @@ def test_full_file_loads(tmp_path: Path) -> None:
     assert governance.approvals.timeout_s == 600
 
 
+def test_longest_approval_timeout_loads(tmp_path: Path) -> None:
+    text = BASE + "approvals:\n  timeout_s: 2592000\n"
+
+    governance = load_governance(write_governance(tmp_path, text))
+
+    assert governance.approvals.timeout_s == 2592000
+
+
+def test_default_profile_equal_to_minimum_loads(tmp_path: Path) -> None:
+    text = BASE + "    default_profile: balanced\n"
+
+    governance = load_governance(write_governance(tmp_path, text))
+
+    assert governance.default_profile("prod") == "balanced"
+
+
 def test_freeze_windows_load(tmp_path: Path) -> None:
     text = BASE + ROLES + (
         "freeze_windows:\n"
@@ -500,6 +516,60 @@ INVALID_FILES = {
         "authority",
         9,
         "rule 1 (migration.rewind): role 'dba' is not declared under roles (sre)",
+    ),
+    "infinite approval timeout": (
+        BASE + "approvals:\n  timeout_s: .inf\n",
+        "approvals.timeout_s",
+        8,
+        "invalid value inf: input should be a finite number",
+    ),
+    "not-a-number approval timeout": (
+        BASE + "approvals:\n  timeout_s: .nan\n",
+        "approvals.timeout_s",
+        8,
+        "invalid value nan: input should be a finite number",
+    ),
+    "approval timeout over 30 days": (
+        BASE + "approvals:\n  timeout_s: 2592001\n",
+        "approvals.timeout_s",
+        8,
+        "input should be less than or equal to 2592000",
+    ),
+    "not-a-number remote timeout": (
+        BASE + "remote:\n  timeout_s: .nan\n",
+        "remote.timeout_s",
+        8,
+        "invalid value nan: input should be a finite number",
+    ),
+    "default profile below minimum": (
+        BASE + "    default_profile: flow\n",
+        "environments.prod.default_profile",
+        7,
+        "default profile 'flow' is weaker than the minimum profile 'balanced'",
+    ),
+    "environment name with shell syntax": (
+        "default_environment: staging\nenvironments:\n  staging: {}\n  'prod; rm -rf /': {}\n",
+        "environments",
+        4,
+        "environment name 'prod; rm -rf /' is invalid; use lowercase letters",
+    ),
+    "environment name with template syntax": (
+        "default_environment: staging\nenvironments:\n  staging: {}\n  '{{ 7*7 }}': {}\n",
+        "environments",
+        4,
+        "environment name '{{ 7*7 }}' is invalid",
+    ),
+    "uppercase environment name": (
+        "default_environment: Prod\nenvironments:\n  Prod: {}\n",
+        "default_environment",
+        1,
+        "environment name 'Prod' is invalid",
+    ),
+    "default environment with template syntax": (
+        "default_environment: '{{ 7*7 }}'\nenvironments:\n  staging: {}\n",
+        "default_environment",
+        1,
+        "environment name '{{ 7*7 }}' is invalid",
     ),
 }
 

@@ -16,7 +16,7 @@ from builders import (
     write_services,
 )
 
-from rollback_coordinator.core.errors import PlanError
+from rollback_coordinator.core.errors import InvalidPlanFileError, PlanError
 from rollback_coordinator.core.plan import Plan, plan_digest, plan_path, read_plan, write_plan
 from rollback_coordinator.core.planner import build_plan
 
@@ -129,7 +129,7 @@ def test_expected_digest_mismatch_is_rejected(plan: Plan, tmp_path: Path) -> Non
 def test_missing_file_raises_naming_path(tmp_path: Path) -> None:
     path = tmp_path / "plans" / "absent.json"
 
-    with pytest.raises(PlanError) as caught:
+    with pytest.raises(InvalidPlanFileError) as caught:
         read_plan(path)
 
     assert str(caught.value) == f"plan file {path} not found"
@@ -139,7 +139,7 @@ def test_invalid_json_raises_naming_path(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
     path.write_text('{"sha256": "ab", "plan": {', encoding="utf-8")
 
-    with pytest.raises(PlanError) as caught:
+    with pytest.raises(InvalidPlanFileError) as caught:
         read_plan(path)
 
     assert str(path) in str(caught.value)
@@ -150,7 +150,7 @@ def test_binary_file_raises_naming_path(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
     path.write_bytes(b"\xff\xfe\x00garbage")
 
-    with pytest.raises(PlanError) as caught:
+    with pytest.raises(InvalidPlanFileError) as caught:
         read_plan(path)
 
     assert str(path) in str(caught.value)
@@ -160,7 +160,7 @@ def test_json_without_plan_keys_raises(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
     path.write_text('["not", "a", "plan"]', encoding="utf-8")
 
-    with pytest.raises(PlanError) as caught:
+    with pytest.raises(InvalidPlanFileError) as caught:
         read_plan(path)
 
     assert str(path) in str(caught.value)
@@ -174,7 +174,7 @@ def test_invalid_plan_field_raises_naming_field(plan: Plan, tmp_path: Path) -> N
     document["plan"]["profile"] = "relaxed"
     path.write_text(json.dumps(document), encoding="utf-8")
 
-    with pytest.raises(PlanError) as caught:
+    with pytest.raises(InvalidPlanFileError) as caught:
         read_plan(path)
 
     assert str(path) in str(caught.value)
@@ -188,7 +188,7 @@ def test_unknown_plan_field_is_rejected(plan: Plan, tmp_path: Path) -> None:
     document["plan"]["skip_approvals"] = True
     path.write_text(json.dumps(document), encoding="utf-8")
 
-    with pytest.raises(PlanError) as caught:
+    with pytest.raises(InvalidPlanFileError) as caught:
         read_plan(path)
 
     assert "field 'skip_approvals'" in str(caught.value)

@@ -223,8 +223,8 @@ def test_dag_doc_names_refs_and_order(services_dir: Path) -> None:
     assert lines[0] == "### Rollback of batch REL\\-1"
     assert f"Goes back from `{batch.from_ref[:12]}` to `{batch.to_ref[:12]}`" in doc
     assert f"- `{batch.commits[0].sha[:10]}` Add EUR rounding (Ada Lovelace)" in lines
-    assert "1. `api` (batch REL\\-1): authorize, rollback" in lines
-    assert "2. `db` (batch REL\\-1): authorize, rollback" in lines
+    assert "- level 1: `api` (batch REL\\-1): authorize, rollback" in lines
+    assert "- level 2: `db` (batch REL\\-1): authorize, rollback" in lines
 
 
 def test_dag_doc_renders_hostile_subjects_inert(services_dir: Path) -> None:
@@ -293,8 +293,8 @@ def test_dag_doc_explains_cascade(services_dir: Path) -> None:
     doc = dag_doc(plan, batches)
 
     assert "Newer batches touch the same services: REL\\-2." in doc
-    assert "1. `REL-2__api` (batch REL\\-2): authorize, rollback" in doc.splitlines()
-    assert "2. `api` (batch REL\\-1): authorize, rollback" in doc.splitlines()
+    assert "- level 1: `REL-2__api` (batch REL\\-2): authorize, rollback" in doc.splitlines()
+    assert "- level 2: `api` (batch REL\\-1): authorize, rollback" in doc.splitlines()
 
 
 def test_dag_doc_plain_has_no_cascade_note(services_dir: Path) -> None:

@@ -86,7 +86,8 @@ def test_context_environment_values() -> None:
     assert environment["ROLLBACK_DRY_RUN"] == "1"
     assert environment["ROLLBACK_TO_REF"] == ""
     assert environment["ROLLBACK_PLAN_DIGEST"] == "ab" * 32
-    assert len(environment) == 11
+    assert environment["ROLLBACK_ENVIRONMENT"] == ""
+    assert len(environment) == 12
 
 
 def test_context_reaches_script(tmp_path: Path) -> None:

@@ -141,6 +141,30 @@ def test_defaults_fill_optional_fields(tmp_path: Path) -> None:
     assert db.migrations is None
 
 
+def test_largest_limits_load(tmp_path: Path) -> None:
+    text = """
+    services:
+      db:
+        rollback_script: scripts/rollback_db.sh
+        timeout: 604800
+        retries: 10
+        health_check: {tcp: 127.0.0.1:5432, timeout: 300}
+    """
+    db = load_services(write_services(tmp_path, text)).services["db"]
+
+    assert db.timeout == 604800
+    assert db.retries == 10
+    assert db.health_check is not None
+    assert db.health_check.timeout == 300
+
+
+def test_retries_schema_requires_idempotent_scripts() -> None:
+    retries = services_json_schema()["$defs"]["ServiceSettings"]["properties"]["retries"]
+
+    assert "idempotent" in retries["description"]
+    assert retries["maximum"] == 10
+
+
 def test_health_check_kinds_and_targets(tmp_path: Path) -> None:
     services_map = load_services(write_services(tmp_path, FULL_EXAMPLE, FULL_EXAMPLE_SCRIPTS))
     api_check = services_map.services["api"].health_check
@@ -769,6 +793,55 @@ INVALID_FILES = {
         "env",
         5,
         "invalid value True: input should be a valid string; put the value in quotes",
+    ),
+    "not-a-number env value": (
+        BASE + "    env:\n      RATIO: .nan\n",
+        "db",
+        "env",
+        5,
+        "nan is not a finite number; put the value in quotes if you mean the text",
+    ),
+    "timeout over a week": (
+        BASE + "    timeout: 604801\n",
+        "db",
+        "timeout",
+        4,
+        "invalid value 604801: input should be less than or equal to 604800",
+    ),
+    "retries over ten": (
+        BASE + "    retries: 11\n",
+        "db",
+        "retries",
+        4,
+        "invalid value 11: input should be less than or equal to 10",
+    ),
+    "health check timeout over 300": (
+        BASE + "    health_check:\n      tcp: 127.0.0.1:5432\n      timeout: 301\n",
+        "db",
+        "health_check.timeout",
+        6,
+        "input should be less than or equal to 300",
+    ),
+    "infinite health check timeout": (
+        BASE + "    health_check:\n      tcp: 127.0.0.1:5432\n      timeout: .inf\n",
+        "db",
+        "health_check.timeout",
+        6,
+        "invalid value inf: input should be a finite number; .inf and .nan are not allowed",
+    ),
+    "not-a-number health check timeout": (
+        BASE + "    health_check:\n      tcp: 127.0.0.1:5432\n      timeout: .nan\n",
+        "db",
+        "health_check.timeout",
+        6,
+        "invalid value nan: input should be a finite number",
+    ),
+    "script name too long": (
+        "services:\n  db:\n    rollback_script: scripts/" + "a" * 300 + "\n",
+        "db",
+        "rollback_script",
+        3,
+        "(File name too long); fix the path",
     ),
 }
 

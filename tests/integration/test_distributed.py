@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT_S = 300
 SERVICES = ("api", "worker", "automations", "reports")
-# No depends_on, so all four are ready at once; the sleep keeps a worker busy while the
+# Without depends_on all four are ready at once. The sleep keeps a worker busy while the
 # broker hands the next service to the other one.
 SERVICES_YAML = "services:\n" + "".join(
     f"  {service}:\n"
@@ -68,7 +68,8 @@ def layout(tmp_path_factory):
     )
     if planned.returncode != 0:
         raise AssertionError(f"plan exited {planned.returncode}: {planned.stdout}{planned.stderr}")
-    # One task slot per worker: a busy worker takes no second service, the other one must.
+    # With one slot and Airflow's Celery prefetch multiplier of 1, a busy worker reserves no
+    # second task, so the other worker must take it.
     stack = start_distributed(root / "layout", data, config, free_port(), concurrency=1)
     yield {"stack": stack, "env": env, "plan_file": plan_file}
     stack.stop()
@@ -174,7 +175,7 @@ def test_stop_ends_every_process(layout):
     stack.stop()
 
     for component in stack.components:
-        # Each component leads its own process group, which also holds its children.
+        # Each component leads its own process group, which also contains its children.
         assert not process_group_alive(component.process.pid), component.name
     for name, port in ports.items():
         assert not port_open(port), name

@@ -21,7 +21,8 @@ from rollback_coordinator.core.signing import generate_keypair
 from rollback_coordinator.demo.stack import stack_environment, start_stack
 from tests_support import GOVERNANCE_YAML, RECORDING_SCRIPT, git, services_yaml
 
-pytestmark = pytest.mark.airflow
+# Starting the stack takes about a minute and each approval waits for its step to settle.
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT_S = 180
 
@@ -59,10 +60,14 @@ def stack(tmp_path_factory):
         (repo / "services" / service / "VERSION").write_text("2\n")
     git(repo, "add", "--all")
     git(repo, "commit", "--quiet", "-m", "REL-7: ship the api and the worker")
-    (repo / "services" / "api" / "VERSION").write_text("3\n")
+    (repo / "automations").mkdir()
+    (repo / "automations" / "VERSION").write_text("3\n")
     git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "REL-8: tune the api")
+    git(repo, "commit", "--quiet", "-m", "REL-8: tune the nightly automations")
 
+    (config / "watch.yaml").write_text(
+        f"watch:\n  repository: {repo}\n  interval_minutes: 1\n  dag_poke_interval_s: 5\n"
+    )
     env = stack_environment(root / "airflow", data, config, free_port())
     cli_env = {**env, "ROLLBACK_AIRFLOW_URL": env["AIRFLOW__API__BASE_URL"]}
     # Register the batch before the stack starts, so its DAG exists from the first parse.
@@ -189,15 +194,16 @@ def test_strict_waits_for_second_reviewer(stack):
     plan_file, digest = plan(stack, "alice", batch="REL-8", profile="strict")
     started = json.loads(cli(stack, "execute", str(plan_file), user="bob").stdout)
     run_id = started["dag_run"]["dag_run_id"]
-    wait_for_request(stack, digest, batch="REL-8", task_id="api.approval")
-    cli(stack, "approve", "REL-8", "--service", "api", "--role", "guardian", user="guardian")
+    first = wait_for_request(stack, digest, "automations", "REL-8", "automations.authorize")
+    cli(stack, "approve", "REL-8", "--service", "automations", "--role", "reviewer", user="gina")
 
-    escalation = wait_for_request(stack, digest, batch="REL-8", task_id="api.authorize")
+    second = wait_for_new_request(stack, digest, first)
     waiting = api_get(stack, f"/api/v2/dags/rollback_REL-8/dagRuns/{run_id}")
-    cli(stack, "approve", "REL-8", "--service", "api", "--role", "reviewer", user="gina")
+    cli(stack, "approve", "REL-8", "--service", "automations", "--role", "reviewer", user="rita")
     run = wait_for_run(stack, "rollback_REL-8", run_id)
 
-    assert escalation["roles"] == ["reviewer"]
+    assert first["roles"] == ["reviewer"]
+    assert second["roles"] == ["reviewer"]
     assert waiting["state"] == "running"
     assert run["state"] == "success"
     chain = stack["data"] / "audit" / "records" / "REL-8" / f"{safe_name(run_id)}.jsonl"
@@ -208,3 +214,50 @@ def test_strict_waits_for_second_reviewer(stack):
     report = json.loads(verified.stdout)
     assert verified.returncode == 0
     assert report["signed"] is True
+
+
+def wait_for_new_request(stack, digest, previous):
+    """Wait until the step parks again, which rewrites its request."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        request = wait_for_request(stack, digest, "automations", "REL-8", "automations.authorize")
+        if request["requested_at"] != previous["requested_at"]:
+            return request
+        time.sleep(1)
+    raise AssertionError("the step did not wait again after the first review")
+
+
+def test_watcher_starts_requested_rollback(stack):
+    registry = stack["data"] / "registry" / "batches.json"
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not json.loads(registry.read_text()).get("watch_watermark"):
+        assert time.monotonic() < deadline, "the git watcher never scanned"
+        time.sleep(2)
+    repo = stack["repo"]
+    (repo / "db").mkdir(exist_ok=True)
+    (repo / "db" / "002_index.sql").write_text("create index orders_total on orders (total);\n")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "REL-9: index the orders")
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "Undo the index\n\nRollback: REL-9")
+
+    watched = wait_for_first_run(stack, "rollback_REL-9")
+    plan_file, _ = plan(stack, "alice", batch="REL-9")
+    started = json.loads(cli(stack, "execute", str(plan_file), user="bob").stdout)
+    by_cli = wait_for_run(stack, "rollback_REL-9", started["dag_run"]["dag_run_id"])
+    status = json.loads(cli(stack, "status", "REL-9").stdout)
+
+    assert watched["state"] == "success"
+    assert watched["dag_run_id"].startswith("git_trailer__REL-9__")
+    assert by_cli["state"] == "success"
+    assert by_cli["triggering_user_name"] == "bob"
+    assert len(status["runs"]) == 2
+
+
+def wait_for_first_run(stack, dag_id):
+    deadline = time.monotonic() + RUN_TIMEOUT_S * 2
+    while time.monotonic() < deadline:
+        runs = api_get(stack, f"/api/v2/dags/{dag_id}/dagRuns").get("dag_runs") or []
+        if runs and runs[0]["state"] in ("success", "failed"):
+            return runs[0]
+        time.sleep(3)
+    raise AssertionError(f"the git watcher started no finished run of {dag_id}")

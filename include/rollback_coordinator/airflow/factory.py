@@ -30,9 +30,9 @@ from rollback_coordinator.core.errors import CoordinatorError, PlanError
 from rollback_coordinator.core.governance import PROFILES, Governance, load_governance
 from rollback_coordinator.core.plan import Plan, ServiceStep
 from rollback_coordinator.core.planner import TouchedServices, plan_shape
-from rollback_coordinator.core.registry import BatchRegistry
+from rollback_coordinator.core.registry import BatchRegistry, active_batches
 from rollback_coordinator.core.render import dag_doc
-from rollback_coordinator.core.services import load_services
+from rollback_coordinator.core.services import ServiceMap, load_services
 from rollback_coordinator.core.settings import Locations, locations
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def build_dags(places: Locations | None = None) -> dict[str, DAG]:
     wanted = get_parsing_context().dag_id
     touched = TouchedServices(batches, services)
     dags: dict[str, DAG] = {}
-    for batch_id in sorted(batches):
+    # Retired batches keep their audit history but get no DAG; planning still sees all
+    # batches, so a cascade through a retired batch keeps its task groups.
+    for batch_id in sorted(active_batches(registry)):
         dag_id = dag_id_for(batch_id)
         if wanted and wanted != dag_id:
             continue
@@ -75,7 +77,7 @@ def build_dags(places: Locations | None = None) -> dict[str, DAG]:
         except PlanError as error:
             log.info("no rollback DAG for batch %s: %s", batch_id, error)
             continue
-        dags[dag_id] = build_rollback_dag(shape, batches, governance)
+        dags[dag_id] = build_rollback_dag(shape, batches, governance, services)
     return dags
 
 
@@ -139,7 +141,9 @@ def trigger_params(governance: Governance) -> dict[str, Param]:
     }
 
 
-def build_rollback_dag(shape: Plan, batches: dict[str, Batch], governance: Governance) -> DAG:
+def build_rollback_dag(
+    shape: Plan, batches: dict[str, Batch], governance: Governance, services: ServiceMap
+) -> DAG:
     """Render a plan's shape as a DAG: plan authorization, one task group per service, audit."""
     batch_id = shape.batch
     with DAG(
@@ -168,7 +172,8 @@ def build_rollback_dag(shape: Plan, batches: dict[str, Batch], governance: Gover
 
         ends = {}
         for step in shape.service_steps():
-            first, last = _service_group(step, batch_id, governance)
+            retries = services.services[step.service].retries
+            first, last = _service_group(step, batch_id, governance, retries)
             ends[step.group_id] = (first, last)
 
         for step in shape.service_steps():
@@ -181,7 +186,7 @@ def build_rollback_dag(shape: Plan, batches: dict[str, Batch], governance: Gover
     return dag
 
 
-def _service_group(step: ServiceStep, batch_id: str, governance: Governance):
+def _service_group(step: ServiceStep, batch_id: str, governance: Governance, retries: int):
     label = step.service if step.batch == batch_id else f"{step.service} (batch {step.batch})"
     common = {"batch_id": batch_id, "group_id": step.group_id}
     approvals = governance.approvals
@@ -201,7 +206,7 @@ def _service_group(step: ServiceStep, batch_id: str, governance: Governance):
             elif kind == "verify_migrations":
                 task = VerifyMigrationsOperator(**options)
             else:
-                task = RollbackScriptOperator(execution_timeout=None, **options)
+                task = RollbackScriptOperator(retries=retries, **options)
             tasks.append(task)
         chain(*tasks)
     # A service the run's plan leaves out is skipped; the services after it must still run.

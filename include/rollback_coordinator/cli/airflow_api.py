@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from rollback_coordinator.cli.output import EXIT_AIRFLOW_API
 from rollback_coordinator.core.errors import CoordinatorError
 
 TIMEOUT_S = 30
@@ -19,7 +20,7 @@ SETTLE_S = 15
 
 
 class AirflowApiError(CoordinatorError):
-    exit_code = 1
+    exit_code = EXIT_AIRFLOW_API
 
 
 @dataclass

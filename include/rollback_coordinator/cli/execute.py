@@ -13,12 +13,21 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from rollback_coordinator.cli.output import EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAILED, Printer
+from rollback_coordinator.cli.output import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_RUN_FAILED,
+    Printer,
+    current_actor,
+)
 from rollback_coordinator.core.approvals import ApprovalStore, satisfied_roles
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.governance import PROFILES, load_governance
 from rollback_coordinator.core.plan import Plan, plan_path, read_plan, write_plan
+from rollback_coordinator.core.planner import rebuild_matches
+from rollback_coordinator.core.registry import BatchRegistry
+from rollback_coordinator.core.services import load_services
 from rollback_coordinator.core.settings import Locations, locations
 
 AIRFLOW_URL_VARIABLE = "ROLLBACK_AIRFLOW_URL"
@@ -67,7 +76,7 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         )
         return EXIT_OK
 
-    _check_approvals_present(plan, digest, places)
+    _check_runnable_here(plan, digest, places)
     with _stdout_to_stderr():
         state, run_id = run_in_process(dag_id, conf)
     printer.result(
@@ -84,12 +93,23 @@ class ExecuteRefused(CoordinatorError):
     exit_code = EXIT_REFUSED
 
 
-def _check_approvals_present(plan: Plan, digest: str, places: Locations) -> None:
-    """Refuse an in-process run that would wait for approvals nobody can give.
+def _check_runnable_here(plan: Plan, digest: str, places: Locations) -> None:
+    """Refuse an in-process run that the governor would stop or that would wait forever.
 
-    Without an api-server, nothing can answer a step waiting in Airflow, so approvals must be
-    recorded before the run starts.
+    In this process Airflow records the runner as dag_test, so separation of duties is checked
+    here against the person running the command. Without an api-server nothing can respond to
+    a step waiting in Airflow, so approvals must be recorded before the run starts.
     """
+    registry = BatchRegistry(places.registry_file).load()
+    batches = {key: item.batch for key, item in registry.batches.items()}
+    rebuild_matches(plan, digest, batches, load_services(places.services_file))
+
+    actor = current_actor()
+    if PROFILES[plan.profile].separation != "none" and actor == plan.author:
+        raise ExecuteRefused(
+            f"the {plan.profile} profile needs the planner and the runner to be different "
+            f"people; {actor} made plan {digest[:12]}, so someone else must execute it"
+        )
     if plan.dry_run:
         return
     governance = load_governance(places.governance_file)
@@ -129,7 +149,12 @@ def run_in_process(dag_id: str, conf: dict[str, str]) -> tuple[str, str]:
         errors = "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())
         raise ExecuteError(
             f"no DAG {dag_id} in {dags_folder}"
-            + (f" (import errors: {errors})" if errors else "; is the batch registered?")
+            + (
+                f" (import errors: {errors})"
+                if errors
+                else "; point AIRFLOW__CORE__DAGS_FOLDER at this project's dags/ folder and "
+                "check that the batch is registered (rollback-coordinator plan registers it)"
+            )
         )
     dag_run = dag.test(run_conf=conf)
     return str(dag_run.state), dag_run.run_id

@@ -16,6 +16,7 @@ EXIT_REFUSED = 4
 # A chain that was changed, cut, reordered or signed by another key. Distinct from invalid
 # input (the file or key cannot be read), so a script can tell "tampered" from "not checked".
 EXIT_BROKEN_CHAIN = 5
+EXIT_AIRFLOW_API = 6
 
 ACTOR_VARIABLE = "ROLLBACK_ACTOR"
 

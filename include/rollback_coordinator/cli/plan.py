@@ -8,6 +8,7 @@ from pathlib import Path
 from rollback_coordinator.cli.output import EXIT_OK, Printer, current_actor
 from rollback_coordinator.core.batch_id import validate_batch_id
 from rollback_coordinator.core.batches import scan_repository
+from rollback_coordinator.core.errors import ConfigError, CoordinatorError
 from rollback_coordinator.core.governance import PROFILES, load_governance
 from rollback_coordinator.core.plan import plan_digest, plan_path, write_plan
 from rollback_coordinator.core.planner import PlanRequest, build_plan
@@ -49,10 +50,19 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     services = load_services(args.services or places.services_file)
     governance = load_governance(places.governance_file)
     environment = args.environment or governance.default_environment
+    if environment not in governance.environments:
+        known = ", ".join(governance.environments)
+        raise ConfigError(
+            f"unknown environment '{environment}'; use one of {known}",
+            file=places.governance_file, field="environments",
+        )
+    if args.out.exists() and not args.out.is_file():
+        raise CoordinatorError(f"--out {args.out} exists and is not a regular file; pick a file path")
 
     repo = args.repo.resolve()
-    scan = scan_repository(repo)
     registry = BatchRegistry(places.registry_file)
+    _check_same_repository(registry, repo)
+    scan = scan_repository(repo)
     added = registry.register(scan, repo=str(repo))
     batches = {key: item.batch for key, item in registry.load().batches.items()}
 
@@ -85,3 +95,13 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         lines,
     )
     return EXIT_OK
+
+
+def _check_same_repository(registry: BatchRegistry, repo: Path) -> None:
+    """Refuse to mix repositories in one registry, since batch ids and order are per repository."""
+    others = {item.repo for item in registry.load().batches.values()} - {str(repo)}
+    if others:
+        raise CoordinatorError(
+            f"the batch registry {registry.path} holds batches of {', '.join(sorted(others))}, "
+            f"not {repo}; use one ROLLBACK_DATA_DIR per repository"
+        )

@@ -39,12 +39,13 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     waiting = [
         request
         for request in ApprovalStore(places.approvals_dir).requests(batch_id)
-        if request.get("roles")
+        if isinstance(request.get("roles"), list) and request.get("group_id")
     ]
     for request in waiting:
         lines.append(
-            f"approval request: {request['group_id']} by {', '.join(request['roles'])} "
-            f"for plan {request['plan_sha256'][:12]} ({request['requested_at']})"
+            f"waiting for approval: {request['group_id']} by {', '.join(map(str, request['roles']))}"
+            f" for plan {str(request.get('plan_sha256', '?'))[:12]} "
+            f"(run {request.get('run_id', '?')}, since {request.get('requested_at', '?')})"
         )
     if not runs:
         lines.insert(0, f"batch {batch_id}: no runs recorded in {places.runs_dir}")

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from rollback_coordinator.core.errors import CoordinatorError
+from rollback_coordinator.core.files import atomic_write_text
 from rollback_coordinator.core.governance import PROFILES, Governance
 from rollback_coordinator.core.plan import Plan
 
@@ -50,12 +49,7 @@ class ApprovalStore:
         # A hash keeps user names, which come from outside, out of file names.
         user_key = hashlib.sha256(approval.user.encode()).hexdigest()[:16]
         path = folder / f"{approval.role}--{user_key}.json"
-        with tempfile.NamedTemporaryFile(
-            "w", dir=folder, prefix=".approval.", delete=False, encoding="utf-8"
-        ) as handle:
-            json.dump(asdict(approval), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(handle.name, path)
+        atomic_write_text(path, json.dumps(asdict(approval), indent=2, sort_keys=True) + "\n")
         return path
 
     def request(
@@ -84,12 +78,7 @@ class ApprovalStore:
             **where,
         }
         path = folder / "REQUEST.json"
-        with tempfile.NamedTemporaryFile(
-            "w", dir=folder, prefix=".request.", delete=False, encoding="utf-8"
-        ) as handle:
-            json.dump(document, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(handle.name, path)
+        atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
     def clear_request(self, batch: str, plan_sha256: str, group_id: str) -> None:
         """Forget a request once the step it belongs to has its approvals."""

@@ -46,6 +46,10 @@ class BatchIdError(CoordinatorError):
     """A batch id that is not safe to use as a DAG id, a file name or a parameter."""
 
 
+class InvalidPlanFileError(CoordinatorError):
+    """A plan file that is missing, unreadable or not a plan at all."""
+
+
 class PlanError(CoordinatorError):
     """A plan that cannot be built or that must not be executed."""
 

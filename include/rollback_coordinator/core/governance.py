@@ -14,10 +14,16 @@ from rollback_coordinator.core.decisions import Action
 from rollback_coordinator.core.errors import ConfigError
 from rollback_coordinator.core.freeze import FreezeWindow
 from rollback_coordinator.core.notifications import NotificationSettings
-from rollback_coordinator.core.services import ROLE_NAME_PATTERN, UniqueNames
+from rollback_coordinator.core.services import (
+    ENVIRONMENT_NAME_PATTERN,
+    ROLE_NAME_PATTERN,
+    UniqueNames,
+)
 from rollback_coordinator.core.yaml_lines import (
     FieldValueError,
+    name_list,
     read_yaml,
+    short_repr,
     translate_validation_error,
     yaml_type_name,
 )
@@ -26,6 +32,10 @@ ProfileName = Literal["flow", "balanced", "strict"]
 
 # Profiles from weakest to strongest; an environment's minimum can only be met or exceeded.
 PROFILE_RANK: dict[str, int] = {"flow": 0, "balanced": 1, "strict": 2}
+
+# An approval wait longer than this is almost certainly a unit mistake, and Airflow must be
+# able to turn the wait into a timedelta.
+MAX_APPROVAL_TIMEOUT_S = 30 * 24 * 60 * 60
 
 
 class Profile(BaseModel):
@@ -49,7 +59,7 @@ PROFILES: dict[str, Profile] = {
 def _check_role_name(name: str) -> str:
     if not re.fullmatch(ROLE_NAME_PATTERN, name):
         raise ValueError(
-            f"role name {name!r} is invalid; use lowercase letters, digits, '_' and '-', "
+            f"role name {short_repr(name)} is invalid; use lowercase letters, digits, '_' and '-', "
             f"starting with a letter, as in the approvals of services.yaml"
         )
     return name
@@ -58,13 +68,39 @@ def _check_role_name(name: str) -> str:
 RoleName = Annotated[str, AfterValidator(_check_role_name)]
 
 
+def _check_environment_name(name: str) -> str:
+    # Environment names reach run parameters, audit records and the governor's requests,
+    # so they follow the same rule as the environment lists of services.yaml.
+    if not re.fullmatch(ENVIRONMENT_NAME_PATTERN, name):
+        raise ValueError(
+            f"environment name {short_repr(name)} is invalid; use lowercase letters, digits, "
+            f"'_' and '-', starting with a letter, as in the environment lists of services.yaml"
+        )
+    return name
+
+
+EnvironmentName = Annotated[str, AfterValidator(_check_environment_name)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EnvironmentPolicy(_Model):
     minimum_profile: ProfileName = "flow"
     default_profile: ProfileName | None = None
+
+    @model_validator(mode="after")
+    def _default_meets_minimum(self) -> "EnvironmentPolicy":
+        default = self.default_profile
+        if default is not None and PROFILE_RANK[default] < PROFILE_RANK[self.minimum_profile]:
+            raise FieldValueError(
+                "default_profile",
+                f"default profile '{default}' is weaker than the minimum profile "
+                f"'{self.minimum_profile}', so every run that uses the default would be "
+                f"denied; raise it to at least {self.minimum_profile} or remove it",
+            )
+        return self
 
 
 class RemoteGovernor(_Model):
@@ -97,7 +133,13 @@ class AuthorityRule(_Model):
 
 class ApprovalSettings(_Model):
     timeout_s: float = Field(
-        default=86400.0, gt=0, description="Seconds a step waits for approvals before it fails."
+        default=86400.0,
+        gt=0,
+        le=MAX_APPROVAL_TIMEOUT_S,
+        description=(
+            f"Seconds a step waits for approvals before it fails, at most "
+            f"{MAX_APPROVAL_TIMEOUT_S} (30 days)."
+        ),
     )
 
 
@@ -118,8 +160,8 @@ class Governance(_Model):
     """The parsed governance.yaml."""
 
     governor: Literal["embedded", "remote"] = "embedded"
-    default_environment: str
-    environments: dict[str, EnvironmentPolicy]
+    default_environment: EnvironmentName
+    environments: dict[EnvironmentName, EnvironmentPolicy]
     roles: dict[RoleName, UniqueNames] = Field(default_factory=dict)
     remote: RemoteGovernor = Field(default_factory=RemoteGovernor)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
@@ -138,10 +180,10 @@ class Governance(_Model):
     @model_validator(mode="after")
     def _default_environment_is_known(self) -> "Governance":
         if self.default_environment not in self.environments:
-            known = ", ".join(self.environments) or "none"
+            known = name_list(self.environments)
             raise FieldValueError(
                 "default_environment",
-                f"'{self.default_environment}' is not one of the environments ({known}); "
+                f"{short_repr(self.default_environment)} is not one of the environments ({known}); "
                 f"add it under environments or pick one of them",
             )
         return self
@@ -150,12 +192,12 @@ class Governance(_Model):
     def _freeze_windows_are_consistent(self) -> "Governance":
         seen: set[str] = set()
         for window in self.freeze_windows:
-            where = f"window '{window.name}'"
+            where = f"window {short_repr(window.name)}"
             if window.name in seen:
                 raise FieldValueError(
                     "freeze_windows",
-                    f"two windows are named '{window.name}'; rename one, because decisions "
-                    f"cite each window as freeze.<name>",
+                    f"two windows are named {short_repr(window.name)}; rename one, because "
+                    f"decisions cite each window as freeze.<name>",
                 )
             seen.add(window.name)
             self._check_environments("freeze_windows", where, window.environments)
@@ -176,20 +218,20 @@ class Governance(_Model):
     def _check_environments(self, field: str, where: str, environments: list[str]) -> None:
         for environment in environments:
             if environment not in self.environments:
-                known = ", ".join(self.environments)
+                known = name_list(self.environments)
                 raise FieldValueError(
                     field,
-                    f"{where}: environment '{environment}' is not one of the environments "
-                    f"({known}); add it under environments or fix the spelling",
+                    f"{where}: environment {short_repr(environment)} is not one of the "
+                    f"environments ({known}); add it under environments or fix the spelling",
                 )
 
     def _check_roles(self, field: str, where: str, roles: list[str]) -> None:
         for role in roles:
             if role not in self.roles:
-                known = ", ".join(self.roles) or "none"
+                known = name_list(self.roles)
                 raise FieldValueError(
                     field,
-                    f"{where}: role '{role}' is not declared under roles ({known}); "
+                    f"{where}: role {short_repr(role)} is not declared under roles ({known}); "
                     f"declare it with its users or fix the spelling",
                 )
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from rollback_coordinator.core.errors import PlanError
+from rollback_coordinator.core.batch_id import validate_batch_id
+from rollback_coordinator.core.files import atomic_write_text
+from rollback_coordinator.core.errors import BatchIdError, InvalidPlanFileError, PlanError
 
 PLAN_FORMAT = 1
 
@@ -30,6 +30,17 @@ STEP_ORDER: tuple[StepKind, ...] = (
 )
 
 
+def _checked_batch_id(value: str) -> str:
+    # Batch ids become file names and DAG ids, so a plan file may not smuggle in another.
+    try:
+        return validate_batch_id(value, pattern=None)
+    except BatchIdError as error:
+        raise ValueError(str(error)) from None
+
+
+BatchId = Annotated[str, AfterValidator(_checked_batch_id)]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,7 +49,7 @@ class ServiceStep(_Frozen):
     """One service of one batch to roll back, with everything the run needs to do it."""
 
     service: str
-    batch: str
+    batch: BatchId
     group_id: str = Field(description="Airflow task group id of this service's steps")
     level: int
     after: tuple[str, ...] = Field(description="group ids that must finish rolling back first")
@@ -53,7 +64,7 @@ class ServiceStep(_Frozen):
 class Phase(_Frozen):
     """The rollback of one batch. A cascading plan has several, newest batch first."""
 
-    batch: str
+    batch: BatchId
     from_ref: str
     to_ref: str | None
     services: tuple[ServiceStep, ...]
@@ -63,7 +74,7 @@ class Plan(_Frozen):
     """Everything that decides what a run does. Its digest is what approvals bind to."""
 
     format: int = PLAN_FORMAT
-    batch: str
+    batch: BatchId
     repo: str
     environment: str
     profile: Literal["flow", "balanced", "strict"]
@@ -112,15 +123,8 @@ def write_plan(plan: Plan, path: Path) -> str:
     """Write the plan file atomically and return its digest."""
     digest = plan_digest(plan)
     document = {"sha256": digest, "plan": plan.model_dump(mode="json")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as handle:
-        json.dump(document, handle, indent=2, sort_keys=True, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_text(path, text)
     return digest
 
 
@@ -129,18 +133,20 @@ def read_plan(path: Path, expected_sha256: str | None = None) -> tuple[Plan, str
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PlanError(f"plan file {path} not found") from None
+        raise InvalidPlanFileError(f"plan file {path} not found") from None
     except (OSError, ValueError) as error:
-        raise PlanError(f"plan file {path} is not readable JSON: {error}") from None
+        raise InvalidPlanFileError(f"plan file {path} is not readable JSON: {error}") from None
 
     if not isinstance(document, dict) or "plan" not in document or "sha256" not in document:
-        raise PlanError(f"plan file {path} lacks the 'plan' and 'sha256' keys of a plan file")
+        raise InvalidPlanFileError(
+            f"plan file {path} lacks the 'plan' and 'sha256' keys of a plan file"
+        )
     try:
         plan = Plan.model_validate(document["plan"])
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise PlanError(f"plan file {path}, field '{where}': {first['msg']}") from None
+        raise InvalidPlanFileError(f"plan file {path}, field '{where}': {first['msg']}") from None
 
     digest = plan_digest(plan)
     if digest != document["sha256"]:

@@ -9,7 +9,14 @@ from datetime import datetime, timezone
 from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.errors import OverlapError, PlanError
 from rollback_coordinator.core.ordering import rollback_order
-from rollback_coordinator.core.plan import Phase, Plan, ServiceStep, StepKind, file_sha256
+from rollback_coordinator.core.plan import (
+    Phase,
+    Plan,
+    ServiceStep,
+    StepKind,
+    file_sha256,
+    plan_digest,
+)
 from rollback_coordinator.core.services import ServiceMap
 
 
@@ -142,6 +149,37 @@ def build_plan(
         phases=tuple(phases),
         skipped=tuple(skipped),
     )
+
+
+def rebuild_matches(
+    plan: Plan, digest: str, batches: Mapping[str, Batch], services: ServiceMap
+) -> None:
+    """Raise PlanError unless this deployment's configuration yields exactly this plan.
+
+    A plan file carries its own digest, which anyone who can write the file can recompute.
+    So what a plan runs (scripts, approvals, steps, order) is trusted only when the
+    registry and services.yaml that execute it produce the same plan from its parameters.
+    """
+    request = PlanRequest(
+        batch=plan.batch,
+        profile=plan.profile,
+        environment=plan.environment,
+        author=plan.author,
+        reason=plan.reason,
+        dry_run=plan.dry_run,
+        cascade=plan.cascade,
+        created_at=plan.created_at,
+    )
+    try:
+        rebuilt = build_plan(request, batches, services, plan.repo)
+    except PlanError as error:
+        raise PlanError(f"plan {digest[:12]} no longer applies: {error}") from None
+    if plan_digest(rebuilt) != digest:
+        raise PlanError(
+            f"plan {digest[:12]} does not match what {services.source} and the batch registry "
+            f"give for batch {plan.batch}: its scripts, approvals or steps differ. Make the "
+            f"plan again with this deployment's configuration."
+        )
 
 
 def group_id_for(batch_id: str, service: str, own: bool) -> str:

@@ -72,7 +72,7 @@ def dag_doc(plan: Plan, batches: dict[str, Batch]) -> str:
     for phase in plan.phases:
         for step in phase.services:
             out.append(
-                f"{step.level + 1}. `{step.group_id}` (batch {inert(phase.batch)}): "
+                f"- level {step.level + 1}: `{step.group_id}` (batch {inert(phase.batch)}): "
                 + ", ".join(step.steps).replace("_", " ")
             )
     out += [

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from rollback_coordinator.core.files import atomic_write_text
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -27,12 +27,7 @@ class RunRecords:
         steps = self.folder / "steps"
         steps.mkdir(parents=True, exist_ok=True)
         path = steps / f"{safe_name(task_id)}.json"
-        with tempfile.NamedTemporaryFile(
-            "w", dir=steps, prefix=".step.", delete=False, encoding="utf-8"
-        ) as handle:
-            json.dump(record, handle, indent=2, sort_keys=True, default=str)
-            handle.write("\n")
-        os.replace(handle.name, path)
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
         return path
 
     def steps(self) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ class ScriptContext:
     repo: str
     config_dir: str
     data_dir: str
+    environment_name: str = ""
 
     def environment(self) -> dict[str, str]:
         """Return the ROLLBACK_* variables for this context."""
@@ -63,6 +64,7 @@ class ScriptContext:
             "ROLLBACK_REPO": self.repo,
             "ROLLBACK_CONFIG_DIR": self.config_dir,
             "ROLLBACK_DATA_DIR": self.data_dir,
+            "ROLLBACK_ENVIRONMENT": self.environment_name,
         }
 
 

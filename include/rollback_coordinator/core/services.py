@@ -7,6 +7,7 @@ the line, the service and the field.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -33,9 +34,13 @@ from rollback_coordinator.core.errors import ConfigError
 # GlobError and compile_globs stay importable from this module for existing callers.
 from rollback_coordinator.core.globs import GlobError, compile_globs
 from rollback_coordinator.core.yaml_lines import (
+    NAME_LIMIT,
     LineMap,
     line_of,
+    name_list,
     read_yaml,
+    short_repr,
+    short_text,
     translate_validation_error,
     yaml_type_name,
 )
@@ -49,6 +54,11 @@ CONNECTION_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 # The coordinator sets ROLLBACK_* variables itself, so a service must not override them.
 RESERVED_ENV_PREFIX = "ROLLBACK_"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# Upper bounds that keep timeouts usable as Airflow timedeltas and subprocess limits, and
+# catch a unit mistake such as milliseconds written as seconds.
+MAX_SCRIPT_TIMEOUT_S = 7 * 24 * 60 * 60
+MAX_HEALTH_CHECK_TIMEOUT_S = 300
+MAX_SCRIPT_RETRIES = 10
 SCHEMA_TITLE = "Rollback coordinator services.yaml"
 
 MigrationTool = Literal[
@@ -71,7 +81,9 @@ def _split_command(value: Any) -> Any:
     try:
         return shlex.split(value)
     except ValueError as error:
-        raise ValueError(f"cannot split command {value!r} ({error}); fix the quoting") from None
+        raise ValueError(
+            f"cannot split command {short_repr(value)} ({error}); fix the quoting"
+        ) from None
 
 
 def _check_argv(argv: list[str]) -> list[str]:
@@ -82,7 +94,12 @@ def _check_argv(argv: list[str]) -> list[str]:
 
 def _stringify_env_value(value: Any) -> Any:
     # Numbers are common in environment values (PORT: 8080) and have one obvious text form.
-    # Booleans do not ("True", "true" or "1"), so they stay invalid and must be quoted.
+    # Booleans do not ("True", "true" or "1"), so they stay invalid and must be quoted, and
+    # neither do .nan and .inf, which are more likely mistakes than the words nan and inf.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"{value} is not a finite number; put the value in quotes if you mean the text"
+        )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value
@@ -91,12 +108,12 @@ def _stringify_env_value(value: Any) -> Any:
 def _check_env_key(key: str) -> str:
     if not re.fullmatch(ENV_KEY_PATTERN, key):
         raise ValueError(
-            f"environment key {key!r} is invalid; use uppercase letters, digits and '_', "
+            f"environment key {short_repr(key)} is invalid; use uppercase letters, digits and '_', "
             f"not starting with a digit"
         )
     if key.startswith(RESERVED_ENV_PREFIX):
         raise ValueError(
-            f"environment key {key!r} uses the reserved prefix {RESERVED_ENV_PREFIX}, "
+            f"environment key {short_repr(key)} uses the reserved prefix {RESERVED_ENV_PREFIX}, "
             f"which the coordinator sets itself; rename the key"
         )
     return key
@@ -106,7 +123,7 @@ def _check_unique(items: list[str]) -> list[str]:
     seen: set[str] = set()
     for item in items:
         if item in seen:
-            raise ValueError(f"{item!r} is listed twice; remove the repeat")
+            raise ValueError(f"{short_repr(item)} is listed twice; remove the repeat")
         seen.add(item)
     return items
 
@@ -115,7 +132,7 @@ def _check_repository_path(value: str) -> str:
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or not value.strip():
         raise ValueError(
-            f"{value!r} must be a folder relative to the repository root, without '..', "
+            f"{short_repr(value)} must be a folder relative to the repository root, without '..', "
             f"such as 'db/migrations'"
         )
     return path.as_posix()
@@ -126,7 +143,8 @@ def _parse_tcp_address(value: str) -> tuple[str, int]:
     host = host.removeprefix("[").removesuffix("]")
     if not separator or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(
-            f"tcp address {value!r} is invalid; write 'host:port' with a port from 1 to 65535, "
+            f"tcp address {short_repr(value)} is invalid; write 'host:port' with a port from 1 to "
+            f"65535, "
             f"such as '127.0.0.1:5432'"
         )
     return host, int(port_text)
@@ -136,13 +154,13 @@ def _check_http_url(value: str) -> str:
     parts = urlsplit(value)
     fix = "write an http or https URL such as 'http://127.0.0.1:8081/health'"
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"URL {value!r} has scheme {parts.scheme!r}; {fix}")
+        raise ValueError(f"URL {short_repr(value)} has scheme {short_repr(parts.scheme)}; {fix}")
     try:
         port_is_valid = parts.port is None or parts.port > 0
     except ValueError:
         port_is_valid = False
     if not parts.hostname or not port_is_valid or any(char.isspace() for char in value):
-        raise ValueError(f"URL {value!r} is invalid; {fix}")
+        raise ValueError(f"URL {short_repr(value)} is invalid; {fix}")
     return value
 
 
@@ -169,7 +187,7 @@ HEALTH_CHECK_KINDS = ("http", "tcp", "command")
 class HealthCheck(BaseModel):
     """A probe that shows whether a service is healthy: exactly one of http, tcp or command."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     http: str | None = Field(default=None, description="http or https URL to GET.")
     expect_status: int = Field(
@@ -181,7 +199,12 @@ class HealthCheck(BaseModel):
         description="argv list, or a string split with shlex (never run in a shell). A first "
         "item containing '/' resolves against the folder of services.yaml.",
     )
-    timeout: float = Field(default=5, gt=0, description="Seconds before the check fails.")
+    timeout: float = Field(
+        default=5,
+        gt=0,
+        le=MAX_HEALTH_CHECK_TIMEOUT_S,
+        description=f"Seconds before the check fails, at most {MAX_HEALTH_CHECK_TIMEOUT_S}.",
+    )
 
     @field_validator("http")
     @classmethod
@@ -234,7 +257,7 @@ class HealthCheck(BaseModel):
 class Migrations(BaseModel):
     """Migration settings of a service: the folder of migration files and the state source."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     tool: MigrationTool = Field(description="Migration tool that owns the migrations.")
     directory: Annotated[str, AfterValidator(_check_repository_path)] = Field(
@@ -274,7 +297,7 @@ class Migrations(BaseModel):
 class ServiceSettings(BaseModel):
     """The settings of one service as written in services.yaml, where its name is the key."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     description: str | None = None
     paths: list[str] = Field(
@@ -290,8 +313,20 @@ class ServiceSettings(BaseModel):
         default_factory=list,
         description="Environments where the service is deployed. Empty means all of them.",
     )
-    timeout: int = Field(default=600, gt=0, description="Seconds for the rollback script.")
-    retries: int = Field(default=0, ge=0, le=10)
+    timeout: int = Field(
+        default=600,
+        gt=0,
+        le=MAX_SCRIPT_TIMEOUT_S,
+        description=f"Seconds for the rollback script, at most {MAX_SCRIPT_TIMEOUT_S} (7 days).",
+    )
+    retries: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SCRIPT_RETRIES,
+        description="Times Airflow runs a failed rollback script again. Use retries only when the "
+        "script is idempotent: a retry runs it after a partial rollback, so running it twice "
+        "must leave the same state as running it once.",
+    )
     supports_dry_run: bool = Field(
         default=False, description="If false, a dry run skips the rollback script entirely."
     )
@@ -348,7 +383,7 @@ class Service(ServiceSettings):
 class ServicesFile(BaseModel):
     """The services a deployment touches. Relative paths resolve against this file's folder."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     services: dict[str, ServiceSettings] = Field(
         min_length=1,
@@ -365,6 +400,13 @@ class ServiceMap(BaseModel):
     source: Path
     base_dir: Path
     services: dict[str, Service]
+
+    # Lines of the settings in services.yaml, for checks that run after loading.
+    _lines: LineMap = PrivateAttr(default_factory=dict)
+
+    def setting_line(self, service: str, *path: str | int) -> int | None:
+        """Return the line in services.yaml of a service's setting, or of its closest parent."""
+        return line_of(self._lines, ("services", service, *path))
 
     def resolve(self, relative: str | Path) -> Path:
         """Return ``relative`` joined to the services.yaml folder, or unchanged if absolute."""
@@ -425,7 +467,9 @@ def load_services(path: str | Path) -> ServiceMap:
         _check_service_files(service, lines, source)
         services[service.name] = service
     _check_cycles(services, lines, source)
-    return ServiceMap(source=source, base_dir=source.parent, services=services)
+    service_map = ServiceMap(source=source, base_dir=source.parent, services=services)
+    service_map._lines = lines
+    return service_map
 
 
 def _services_section(data: Any, lines: LineMap, source: Path) -> dict[Any, Any]:
@@ -441,7 +485,8 @@ def _services_section(data: Any, lines: LineMap, source: Path) -> dict[Any, Any]
     for key in data:
         if key != "services":
             raise ConfigError(
-                f"unknown key {key!r}; remove it or fix its spelling (allowed keys: services)",
+                f"unknown key {short_repr(key)}; remove it or fix its spelling (allowed keys: "
+            f"services)",
                 file=source,
                 field=str(key),
                 line=lines.get((str(key),)),
@@ -475,10 +520,11 @@ def _build_service(name: Any, raw: Any, lines: LineMap, source: Path) -> Service
     key_line = lines.get(("services", str(name)))
     if not isinstance(name, str) or not re.fullmatch(SERVICE_NAME_PATTERN, name):
         raise ConfigError(
-            f"invalid service name {name!r}; use 1 to 63 lowercase letters, digits, '_' or '-', "
-            f"starting with a letter, because the name becomes an Airflow task group id",
+            f"invalid service name {short_repr(name)}; use 1 to 63 lowercase letters, digits, "
+            f"'_' or '-', starting with a letter, because the name becomes an Airflow task "
+            f"group id",
             file=source,
-            service=str(name),
+            service=short_text(str(name), NAME_LIMIT),
             line=key_line,
         )
     if raw is None:
@@ -503,7 +549,7 @@ def _check_dependencies(service: Service, known: list[str], lines: LineMap, sour
         line = lines.get(("services", service.name, "depends_on", index))
         if dependency == service.name:
             raise ConfigError(
-                f"service depends on itself; remove {dependency!r} from depends_on",
+                f"service depends on itself; remove {short_repr(dependency)} from depends_on",
                 file=source,
                 service=service.name,
                 field="depends_on",
@@ -511,8 +557,8 @@ def _check_dependencies(service: Service, known: list[str], lines: LineMap, sour
             )
         if dependency not in known:
             raise ConfigError(
-                f"unknown dependency {dependency!r}; use one of the services in this file: "
-                f"{', '.join(known)}",
+                f"unknown dependency {short_repr(dependency)}; use one of the services in this "
+                f"file: {name_list(known)}",
                 file=source,
                 service=service.name,
                 field="depends_on",
@@ -550,15 +596,21 @@ def _check_service_files(service: Service, lines: LineMap, source: Path) -> None
 def _program_problem(program: str, base_dir: Path) -> str | None:
     path = Path(program)
     resolved = path if path.is_absolute() else base_dir / path
-    if not resolved.exists():
+    display_path = short_text(str(resolved), 200)
+    try:
+        exists = resolved.exists()
+    except OSError as error:
+        # pathlib raises for a name too long for the file system, rather than returning False.
+        return f"cannot check {display_path} ({error.strerror}); fix the path"
+    if not exists:
         return (
-            f"{resolved} not found; create it or fix the path (relative paths resolve against "
-            f"{base_dir})"
+            f"{display_path} not found; create it or fix the path (relative paths resolve "
+            f"against {base_dir})"
         )
     if not resolved.is_file():
-        return f"{resolved} is not a regular file; point to the script itself"
+        return f"{display_path} is not a regular file; point to the script itself"
     if not os.access(resolved, os.X_OK):
-        return f"{resolved} is not executable; run chmod +x {shlex.quote(str(resolved))}"
+        return f"{display_path} is not executable; run chmod +x {shlex.quote(str(resolved))}"
     return None
 
 

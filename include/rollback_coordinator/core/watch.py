@@ -359,7 +359,7 @@ def _queue_requests(
 def _history_reason(request: RollbackRequest, options: _PassOptions) -> str | None:
     """Return why a request found by a full scan may be an old one, or None.
 
-    The first pass sees every tag and trailer of the history, most of them handled long
+    The first pass finds every tag and trailer of the history, most of them handled long
     ago. After a force push, a rewritten commit repeats an old trailer under a new sha. A
     tag keeps its sha through a rewrite, so a new tag after a lost watermark is a new one.
     """

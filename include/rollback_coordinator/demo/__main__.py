@@ -29,6 +29,8 @@ from rollback_coordinator.demo.sample import (
 
 CHECKOUT = Path(__file__).resolve().parents[3]
 RUN_WAIT_S = 900
+# The demo deletes its work folder on start, but only one that this marker shows it made.
+WORKDIR_MARKER = ".rollback-demo"
 
 
 def main() -> int:
@@ -37,7 +39,13 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     if workdir.exists():
+        if any(workdir.iterdir()) and not (workdir / WORKDIR_MARKER).exists():
+            print(f"error: {workdir} is not empty and was not made by the demo; pick another "
+                  f"--workdir", file=sys.stderr)
+            return 1
         shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / WORKDIR_MARKER).write_text("made by python -m rollback_coordinator.demo\n")
     env = demo_environment(workdir)
 
     step("Building the sample deployment (git history, releases, database)")

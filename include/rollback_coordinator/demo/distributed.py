@@ -47,7 +47,7 @@ DATABASE_ROLE = "airflow"
 WORKERS = ("worker1", "worker2")
 # Celery prints "<name>@<host> ready." once the worker consumes from the broker.
 WORKER_READY = " ready."
-# A worker's warm shutdown waits for its running tasks; docker-compose.yaml allows 10 minutes.
+# A worker's warm shutdown waits for its running tasks. docker-compose.yaml gives them 10 minutes.
 STOP_GRACE_S = 60
 START_ATTEMPTS = 3
 
@@ -83,7 +83,9 @@ def missing_binaries() -> list[str]:
     """Name the server programs this layout needs that the machine lacks, with their package."""
     missing = []
     if postgres_binaries() is None:
-        missing.append(f"initdb and pg_ctl (package postgresql; searched PATH, {DEBIAN_POSTGRES_GLOB})")
+        missing.append(
+            f"initdb and pg_ctl (package postgresql; searched PATH and {DEBIAN_POSTGRES_GLOB})"
+        )
     if redis_binary() is None:
         missing.append("redis-server (package redis-server; searched PATH)")
     return missing
@@ -94,8 +96,8 @@ def _major_version(folder: str) -> int:
     return int(version) if version.isdigit() else -1
 
 
-def _run(command: list[str], **kwargs) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, **kwargs)
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
     if result.returncode != 0:
         output = (result.stderr.strip() or result.stdout.strip())[-2000:]
         raise LayoutError(f"{shlex.join(command)} exited with {result.returncode}: {output}")
@@ -113,9 +115,8 @@ class Postgres:
 
     @property
     def url(self) -> str:
-        return (
-            f"postgresql+psycopg2://{DATABASE_ROLE}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
-        )
+        credentials = f"{DATABASE_ROLE}:{self.password}"
+        return f"postgresql+psycopg2://{credentials}@127.0.0.1:{self.port}/{DATABASE}"
 
     def stop(self) -> None:
         if self.port:
@@ -126,13 +127,14 @@ class Postgres:
 
 
 def start_postgres() -> Postgres:
-    """Create a cluster whose superuser is `airflow`, start it on a free port, create the database."""
+    """Create a cluster whose superuser is `airflow`, start it on a free port, add the database."""
     binaries = postgres_binaries()
     if binaries is None:
         raise LayoutError(f"PostgreSQL server binaries not found: {missing_binaries()[0]}")
     initdb, pg_ctl = binaries
+    run_as = _postgres_user_prefix()
     folder = Path(tempfile.mkdtemp(prefix="rollback-layout-postgres-"))
-    server = Postgres(folder=folder, pg_ctl=pg_ctl, run_as=_postgres_user_prefix(folder))
+    server = Postgres(folder=folder, pg_ctl=pg_ctl, run_as=run_as)
     try:
         password_file = folder / "password"
         password_file.write_text(server.password + "\n")
@@ -150,7 +152,8 @@ def start_postgres() -> Postgres:
     return server
 
 
-def _postgres_user_prefix(folder: Path) -> list[str]:
+def _postgres_user_prefix() -> list[str]:
+    """Return the command prefix that runs the server programs as the postgres user, as root."""
     if os.geteuid() != 0:
         return []
     try:
@@ -268,12 +271,11 @@ def layout_environment(
             "AIRFLOW__CELERY__BROKER_URL": redis.url,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres.url}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(concurrency),
-            # Components that start apart must share these, or each generates its own. A Fernet
-            # key is 32 random bytes, URL-safe base64.
+            # Components started separately must share these secrets, or each generates its
+            # own. A Fernet key is 32 random bytes in URL-safe base64.
             "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(64),
-            "AIRFLOW__API__WORKERS": "1",
         }
     )
     return env
@@ -315,10 +317,10 @@ class DistributedStack:
 
 
 def _stop_process(process: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM the process, which lets Celery and the scheduler shut down warm, then clean up.
+    """Send SIGTERM, which lets Celery and the scheduler shut down warm, then clean up.
 
     The process was started in a session of its own, so its id is also its process group's
-    id; children left behind after the grace period get SIGKILL.
+    id. Children still in that group after the grace period get SIGKILL.
     """
     if process.poll() is None:
         process.terminate()
@@ -364,13 +366,14 @@ def start_distributed(
 
 
 def _check_port_free(port: int) -> None:
-    # Another server on the port would answer the health checks in place of this api-server.
+    # Another server on the port would respond to the health checks in place of this api-server.
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
             raise LayoutError(
-                f"port {port} on 127.0.0.1 is not free ({error.strerror}): choose another with --port"
+                f"port {port} on 127.0.0.1 is not free ({error.strerror}): "
+                "choose another with --port"
             ) from None
 
 
@@ -435,7 +438,7 @@ def _wait_until_ready(stack: DistributedStack, timeout_s: float) -> None:
 
 
 def _healthy(url: str) -> bool:
-    """Return True when the metadata database, scheduler, triggerer and dag-processor are healthy."""
+    """Return True when the metadata database, scheduler, triggerer and dag-processor are up."""
     try:
         with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
             health = json.loads(response.read())
@@ -480,6 +483,9 @@ def _run_layout(args: argparse.Namespace, workdir: Path, data_dir: Path) -> int:
     except LayoutError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nstopped before the layout was ready")
+        return 1
     try:
         _print_welcome(stack, data_dir)
         return _watch(stack)
@@ -491,7 +497,8 @@ def _run_layout(args: argparse.Namespace, workdir: Path, data_dir: Path) -> int:
 
 
 def _print_welcome(stack: DistributedStack, data_dir: Path) -> None:
-    print(f"\nAirflow is up at {stack.url} with the CeleryExecutor on workers {', '.join(WORKERS)}.")
+    workers = ", ".join(WORKERS)
+    print(f"\nAirflow is up at {stack.url} with the CeleryExecutor on workers {workers}.")
     print(f"PostgreSQL: 127.0.0.1:{stack.postgres.port}, Redis: 127.0.0.1:{stack.redis.port}")
     print("Users and passwords (this run only):")
     for user, password in stack.passwords.items():

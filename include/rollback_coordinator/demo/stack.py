@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,7 +125,14 @@ def main() -> int:
     BatchRegistry(data_dir / "registry" / "batches.json").register(
         scan_repository(sample.repo), repo=str(sample.repo)
     )
-    env = stack_environment(workdir / "airflow", data_dir, CHECKOUT / "config", args.port)
+    # A copy of config/ with a watch.yaml for the sample repository, so the git watcher runs
+    # and the checkout stays clean.
+    config_dir = workdir / "config"
+    shutil.copytree(CHECKOUT / "config", config_dir, dirs_exist_ok=True)
+    (config_dir / "watch.yaml").write_text(
+        f"watch:\n  repository: {sample.repo}\n  interval_minutes: 1\n"
+    )
+    env = stack_environment(workdir / "airflow", data_dir, config_dir, args.port)
     api, _ = start_sample_api(sample)
     print(f"starting Airflow on 127.0.0.1:{args.port} (log: {workdir / 'standalone.log'}) ...")
     try:
@@ -139,11 +147,15 @@ def main() -> int:
         print(f"  {user:<9} {password}   ({USERS[user]})")
     print(
         "\nOpen the DAG 'Rollback REL-3', read the plan in its docs and trigger it with the form."
+        "\nThe git_watch DAG scans the sample repository every minute: commit a 'Rollback: REL-2'"
+        f"\ntrailer to {sample.repo} and watch the run start by itself."
         "\nThe api service waits for the guardian's approval; give it with:"
         f"\n  ROLLBACK_DATA_DIR={data_dir} ROLLBACK_ACTOR=guardian "
         f"{Path(sys.executable).with_name('rollback-coordinator')} approve REL-3 --service api --role guardian"
         "\nPress Ctrl-C to stop."
     )
+    # SIGTERM stops the stack the way Ctrl-C does, so nothing is left serving.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         stack.process.wait()
     except KeyboardInterrupt:

@@ -114,27 +114,23 @@ class AuthorizeServiceOperator(_PeopleStepOperator):
             env.record(self.task_id, "authorize", "failed", **details)
             raise
 
-        constraints: dict[str, Any] = {}
         if isinstance(outcome, Escalate):
+            # The governor authorizes once the review it wants is present, so an ESCALATE
+            # always means one more approval by that role is needed.
             role = outcome.human_review_required
-            reviewed = [approval for approval in valid if approval.role == role]
-            if not reviewed:
-                env.record(self.task_id, "authorize", "waiting", **details)
-                self.log.info(
-                    "batch %s, service %s: governor escalated to role %s (decision %s); waiting "
-                    "for that role's approval",
-                    env.step.batch, env.step.service, role, decision.decision_id,
-                )
-                park_for_roles(
-                    env, context, [role], f"governor decision {decision.decision_id} escalated it",
-                    self.timeout_s,
-                )
-            details["escalation_reviewed_by"] = sorted({item.user for item in reviewed})
-            store.clear_request(env.plan.batch, env.digest, self.group_id)
-        else:
-            constraints = dict(outcome.constraints)
+            env.record(self.task_id, "authorize", "waiting", **details)
+            self.log.info(
+                "batch %s, service %s: governor escalated to role %s (decision %s, rule %s); "
+                "waiting for an approval by that role",
+                env.step.batch, env.step.service, role, decision.decision_id, decision.rule,
+            )
+            park_for_roles(
+                env, context, [role], f"governor decision {decision.decision_id} escalated it",
+                self.timeout_s,
+            )
+        store.clear_request(env.plan.batch, env.digest, self.group_id)
         env.record(self.task_id, "authorize", "succeeded", **details)
-        return {"decision_id": decision.decision_id, "constraints": constraints}
+        return {"decision_id": decision.decision_id, "constraints": dict(outcome.constraints)}
 
 
 def _log_approvals(log: Any, env: StepEnvironment, approvals: list[Approval]) -> None:

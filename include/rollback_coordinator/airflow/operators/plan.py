@@ -15,7 +15,7 @@ from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.decisions import Escalate
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.plan import Plan, file_sha256, plan_digest, plan_path, read_plan, write_plan
-from rollback_coordinator.core.planner import PlanRequest, build_plan
+from rollback_coordinator.core.planner import PlanRequest, build_plan, rebuild_matches
 from rollback_coordinator.core.registry import BatchRegistry
 from rollback_coordinator.core.render import plan_lines
 
@@ -86,6 +86,9 @@ class AuthorizePlanOperator(BaseOperator):
                 raise CoordinatorError(
                     f"plan {requested[:12]} is for batch {plan.batch}, not {self.batch_id}"
                 )
+            registry = BatchRegistry(ctx.places.registry_file).load()
+            batches = {key: item.batch for key, item in registry.batches.items()}
+            rebuild_matches(plan, digest, batches, ctx.services)
             self.log.info("executing plan %s made by %s at %s", digest, plan.author, plan.created_at)
             return plan, digest
 

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from rollback_coordinator.airflow.steps import StepEnvironment, load_step
 from rollback_coordinator.core.health import HealthResult, check_command, check_http, check_tcp
 from rollback_coordinator.core.plan import file_sha256
 from rollback_coordinator.core.scripts import ScriptContext, run_script, script_environment
+
+
+# Task logs keep this much of a script's output; the digest in the step record covers it all.
+LOGGED_OUTPUT_BYTES = 1_000_000
+
+
+class RollbackScriptFailed(AirflowException):
+    """A failed rollback script that Airflow may retry, as services.yaml allows."""
+
+
+def _capped_log(log: Any, service: str) -> Callable[[str], None]:
+    logged = 0
+
+    def log_line(line: str) -> None:
+        nonlocal logged
+        if logged < LOGGED_OUTPUT_BYTES:
+            log.info("[%s] %s", service, line)
+        elif logged - len(line) < LOGGED_OUTPUT_BYTES:
+            log.warning(
+                "[%s] more output not logged (over %d bytes); the step record keeps its sha256",
+                service, LOGGED_OUTPUT_BYTES,
+            )
+        logged += len(line) + 1
+
+    return log_line
 
 
 def script_context(env: StepEnvironment) -> ScriptContext:
@@ -28,6 +53,7 @@ def script_context(env: StepEnvironment) -> ScriptContext:
         repo=env.plan.repo,
         config_dir=str(env.ctx.places.config_dir),
         data_dir=str(env.ctx.places.data_dir),
+        environment_name=env.plan.environment,
     )
 
 
@@ -147,7 +173,7 @@ class RollbackScriptOperator(ServiceStepOperator):
             extra_env=dict(service.env),
             cwd=services.base_dir,
             timeout_s=timeout_s,
-            on_line=lambda line: self.log.info("[%s] %s", env.step.service, line),
+            on_line=_capped_log(self.log, env.step.service),
         )
         summary = {
             "script": str(script),
@@ -164,9 +190,11 @@ class RollbackScriptOperator(ServiceStepOperator):
         )
         if not result.ok:
             env.record(self.task_id, self.step_kind, "failed", result=summary)
-            raise AirflowFailException(
-                f"rollback script of service {env.step.service} failed: {result.summary}"
-            )
+            message = f"rollback script of service {env.step.service} failed: {result.summary}"
+            if self.retries:
+                # services.yaml asked for retries, so Airflow may run the (idempotent) script again.
+                raise RollbackScriptFailed(message)
+            raise AirflowFailException(message)
         env.record(self.task_id, self.step_kind, "succeeded", result=summary)
         return summary
 
