@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help venv demo test up schema clean
+.PHONY: help venv demo test up up-distributed bench schema clean
 
 help:
 	@echo "make demo    run the sample rollback end to end through Airflow (SQLite)"
 	@echo "make test    run the whole test suite"
 	@echo "make up      start the local Airflow stack on http://127.0.0.1:8080 with the demo batches"
+	@echo "make up-distributed  the production layout as processes: PostgreSQL, Redis, two Celery workers"
 	@echo "make schema  regenerate config/services.schema.json from the models"
 	@echo "make clean   remove the virtualenv and generated data"
 
@@ -33,8 +34,11 @@ test: $(INSTALLED)
 up: $(INSTALLED)
 	$(BIN)/python -m rollback_coordinator.demo.stack
 
+up-distributed: $(INSTALLED)
+	$(BIN)/python -m rollback_coordinator.demo.distributed
+
 schema: $(INSTALLED)
 	$(BIN)/python tools/generate_schema.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) .demo .stack .distributed .pytest_cache

@@ -1,6 +1,6 @@
 """The git watcher: registers deployment batches and starts the rollback runs requested in git.
 
-Configuration comes from watch.yaml in ROLLBACK_CONFIG_DIR; without that file there is no
+Configuration comes from watch.yaml in ROLLBACK_CONFIG_DIR. Without that file there is no
 git_watch DAG. An invalid watch.yaml shows up as one import error for this file.
 """
 

@@ -26,6 +26,7 @@ from rollback_coordinator.airflow.operators.service import (
 from rollback_coordinator.airflow.runtime import AUDIT_TASK_ID, PLAN_TASK_ID
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.batches import Batch
+from rollback_coordinator.core.consistency import check_services_against_governance
 from rollback_coordinator.core.errors import CoordinatorError, PlanError
 from rollback_coordinator.core.governance import PROFILES, Governance, load_governance
 from rollback_coordinator.core.plan import Plan, ServiceStep
@@ -56,6 +57,7 @@ def build_dags(places: Locations | None = None) -> dict[str, DAG]:
     try:
         services = load_services(places.services_file)
         governance = load_governance(places.governance_file)
+        check_services_against_governance(services, governance)
         registry = BatchRegistry(places.registry_file).load()
     except CoordinatorError as error:
         # Airflow shows the last frames of an import error; drop the validator's internals
@@ -102,9 +104,10 @@ def trigger_params(governance: Governance) -> dict[str, Param]:
             title="Environment",
             description="Where to roll back. Services not deployed there are skipped.",
         ),
+        # Nullable, because the UI marks a plain string parameter as required.
         "reason": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             maxLength=500,
             title="Reason",
             description="Why this batch is rolled back. Goes into the plan and the audit trail.",
@@ -129,13 +132,14 @@ def trigger_params(governance: Governance) -> dict[str, Param]:
             ),
         ),
         "plan_sha256": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=r"^([0-9a-f]{64})?$",
             title="Plan digest",
             description=(
                 "Run exactly the plan file with this SHA-256, made with 'rollback-coordinator "
-                "plan'. Leave empty to build a fresh plan authored by you."
+                "plan'; the plan's own profile, environment, reason, dry run and cascade then "
+                "apply. Leave empty to build a fresh plan authored by you."
             ),
         ),
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from rollback_coordinator.core.consistency import check_services_against_governance
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.governance import Governance, load_governance
 from rollback_coordinator.core.plan import Plan, plan_path, read_plan
@@ -53,7 +54,9 @@ class RunContext:
 
     @cached_property
     def governance(self) -> Governance:
-        return _fail_on_config_error(lambda: load_governance(self.places.governance_file))
+        governance = _fail_on_config_error(lambda: load_governance(self.places.governance_file))
+        _fail_on_config_error(lambda: check_services_against_governance(self.services, governance))
+        return governance
 
     def plan(self, ti: Any) -> tuple[Plan, str]:
         """Load the plan that the plan authorization step approved for this run."""

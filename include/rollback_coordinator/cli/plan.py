@@ -8,6 +8,7 @@ from pathlib import Path
 from rollback_coordinator.cli.output import EXIT_OK, Printer, current_actor
 from rollback_coordinator.core.batch_id import validate_batch_id
 from rollback_coordinator.core.batches import scan_repository
+from rollback_coordinator.core.consistency import check_services_against_governance
 from rollback_coordinator.core.errors import ConfigError, CoordinatorError
 from rollback_coordinator.core.governance import PROFILES, load_governance
 from rollback_coordinator.core.plan import plan_digest, plan_path, write_plan
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     places = locations()
     services = load_services(args.services or places.services_file)
     governance = load_governance(places.governance_file)
+    check_services_against_governance(services, governance)
     environment = args.environment or governance.default_environment
     if environment not in governance.environments:
         known = ", ".join(governance.environments)

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LogChannel(_Model):

@@ -50,7 +50,7 @@ class RetentionPolicy(_Model):
     ``max_batches`` keeps that many of the newest batches. None means no limit.
     """
 
-    max_age_days: int | None = Field(default=None, ge=1)
+    max_age_days: int | None = Field(default=None, ge=1, le=36500)
     max_batches: int | None = Field(default=None, ge=1)
 
 

@@ -42,6 +42,7 @@ class Stack:
     passwords: dict[str, str]
 
     def stop(self) -> None:
+        """Stop standalone and every component it started, which share its process group."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -49,6 +50,13 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # Its scheduler, api-server and workers can outlive it; they are in its group.
+        for stop_signal in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, stop_signal)
+            except ProcessLookupError:
+                return
+            time.sleep(5)
 
 
 def stack_environment(home: Path, data_dir: Path, config_dir: Path, port: int) -> dict[str, str]:

@@ -89,6 +89,7 @@ class AuthorizePlanOperator(BaseOperator):
             registry = BatchRegistry(ctx.places.registry_file).load()
             batches = {key: item.batch for key, item in registry.batches.items()}
             rebuild_matches(plan, digest, batches, ctx.services)
+            self._warn_ignored_form_values(plan, params)
             self.log.info("executing plan %s made by %s at %s", digest, plan.author, plan.created_at)
             return plan, digest
 
@@ -110,6 +111,18 @@ class AuthorizePlanOperator(BaseOperator):
         write_plan(plan, plan_path(ctx.places.plans_dir, plan.batch, digest))
         self.log.info("built plan %s for batch %s, authored by %s", digest, plan.batch, plan.author)
         return plan, digest
+
+    def _warn_ignored_form_values(self, plan: Plan, params: Any) -> None:
+        """Say which form values the plan overrides, since a plan is executed exactly."""
+        planned = {"profile": plan.profile, "environment": plan.environment,
+                   "dry_run": plan.dry_run, "cascade": plan.cascade}
+        for name, value in planned.items():
+            given = params.get(name)
+            if given is not None and given != value:
+                self.log.warning(
+                    "form value %s=%r ignored: plan %s was made with %s=%r",
+                    name, given, plan.batch, name, value,
+                )
 
     def _check_fits(self, ctx: RunContext, plan: Plan, digest: str, task_ids: Any) -> None:
         """Refuse a plan whose services the DAG lacks or whose scripts changed since planning."""
