@@ -24,8 +24,8 @@ from rollback_coordinator.core.signing import Signer
 
 log = logging.getLogger(__name__)
 
-# Fields of a step record that go into the chain record's inputs; the rest is kept out
-# because it repeats what the chain record states in its own fields.
+# Step record fields left out of a chain record's inputs. The chain record already has
+# its own fields for them.
 _NOT_INPUTS = {"task_id", "batch", "service", "step", "started_at", "ended_at", "decision"}
 
 

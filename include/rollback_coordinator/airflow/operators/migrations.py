@@ -56,7 +56,7 @@ class VerifyMigrationsOperator(ServiceStepOperator):
         unsafe = [verdict for verdict in verdicts if not verdict.safe]
         for verdict in verdicts:
             self.log.info(
-                "batch %s, service %s: %s says %s: %s",
+                "batch %s, service %s: %s reports %s: %s",
                 env.step.batch, env.step.service, verdict.source,
                 "safe to rewind" if verdict.safe else "NOT safe to rewind", verdict.reason,
             )
