@@ -22,3 +22,6 @@ os.environ.setdefault("ROLLBACK_DATA_DIR", str(_SESSION_ROOT / "data"))
 os.environ.setdefault("ROLLBACK_CONFIG_DIR", str(CHECKOUT / "config"))
 os.environ.pop("ROLLBACK_AIRFLOW_URL", None)
 os.environ.pop("ROLLBACK_ACTOR", None)
+
+# The throwaway PostgreSQL server, for every test folder.
+from postgres_fixture import postgres_server, postgres_target  # noqa: E402, F401
