@@ -91,7 +91,7 @@ def _run_as_owner_prefix(folder: Path) -> list[str]:
         ) from None
     for path in (folder, *folder.rglob("*")):
         os.chown(path, account.pw_uid, account.pw_gid)
-    return ["runuser", "-u", POSTGRES_OS_USER, "--"]
+    return [runuser_path(), "-u", POSTGRES_OS_USER, "--"]
 
 
 def _free_port() -> int:
@@ -200,3 +200,11 @@ def _admin_arguments(server: PostgresServer) -> dict[str, object]:
         "password": server.password,
         "connect_timeout": 10,
     }
+
+
+def runuser_path() -> str:
+    """Return runuser, which lives in /usr/sbin, a folder a plain user's PATH often lacks."""
+    found = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if found is None:
+        raise RuntimeError("runuser not found; install util-linux to run PostgreSQL as its user")
+    return found

@@ -80,7 +80,7 @@ def test_changed_plan_file_is_refused(deployment):
 
     result = deployment.cli("execute", str(path), check=False)
 
-    assert result.returncode == 3
+    assert result.returncode == 4
     assert "was changed after it was made" in result.stderr
     assert deployment.script_runs() == []
 

@@ -163,7 +163,7 @@ def _postgres_user_prefix() -> list[str]:
             f"running as root, PostgreSQL needs the system user '{POSTGRES_OS_USER}', which the "
             "postgresql package creates: install it, or run as a user other than root"
         ) from None
-    return ["runuser", "-u", POSTGRES_OS_USER, "--"]
+    return [runuser_path(), "-u", POSTGRES_OS_USER, "--"]
 
 
 def _hand_to_postgres_user(folder: Path) -> None:
@@ -535,3 +535,11 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def runuser_path() -> str:
+    """Return runuser, which lives in /usr/sbin, a folder a plain user's PATH often lacks."""
+    found = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if found is None:
+        raise RuntimeError("runuser not found; install util-linux to run PostgreSQL as its user")
+    return found
