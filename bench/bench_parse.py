@@ -104,10 +104,6 @@ def _compare(
         "floor": floor_dir / "floor_dags.py",
         "dag-factory": dag_factory_dir / "dag_factory_dags.py",
     }
-    for name in ("floor", "dag-factory"):
-        log(f"parse: {name} warm-up")
-        run_probe([PROBE, str(files[name])], env, settings.timeout_s * 4)
-
     parse = {name: Samples() for name in files}
     cpu = {name: Samples() for name in files}
     process = {name: Samples() for name in files}

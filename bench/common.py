@@ -90,7 +90,7 @@ def run_probe(
             timeout=timeout_s,
         )
     except subprocess.TimeoutExpired:
-        name = " ".join(argv[:2])
+        name = " ".join(Path(part).name for part in argv[:2])
         raise ProbeTimeout(f"{name} did not finish within {timeout_s:.0f} s") from None
     process_s = time.perf_counter() - started
     # Airflow may write log lines to stdout too; the probe's result is the last JSON line.
