@@ -20,6 +20,7 @@ from builders import (
 from rollback_coordinator.core.errors import OverlapError, PlanError
 from rollback_coordinator.core.plan import Plan, file_sha256
 from rollback_coordinator.core.planner import (
+    MAX_CASCADE_BATCHES,
     TouchedServices,
     build_plan,
     group_id_for,
@@ -451,3 +452,45 @@ def test_shape_includes_cascade(services: ServiceMap) -> None:
 def test_group_id_for_own_and_cascaded() -> None:
     assert group_id_for("REL-1", "api", own=True) == "api"
     assert group_id_for("REL-2", "api", own=False) == "REL-2__api"
+
+
+def many_newer_batches(count: int):
+    return batches_of(
+        batch_touching("REL-1", 1, "api"),
+        *(batch_touching(f"REL-{number}", number, "api") for number in range(2, count + 2)),
+    )
+
+
+def test_cascade_beyond_limit_is_refused(services: ServiceMap) -> None:
+    batches = many_newer_batches(MAX_CASCADE_BATCHES + 1)
+
+    with pytest.raises(PlanError) as caught:
+        build_plan(plan_request("REL-1", cascade=True), batches, services, REPO_URL)
+
+    assert f"through {MAX_CASCADE_BATCHES + 1} newer batches" in str(caught.value)
+    assert f"REL-{MAX_CASCADE_BATCHES + 2}" in str(caught.value)
+
+
+def test_cascade_at_limit_is_planned(services: ServiceMap) -> None:
+    batches = many_newer_batches(MAX_CASCADE_BATCHES)
+
+    plan = build_plan(plan_request("REL-1", cascade=True), batches, services, REPO_URL)
+
+    assert len(plan.phases) == MAX_CASCADE_BATCHES + 1
+
+
+def test_shape_beyond_limit_keeps_own_phase(services: ServiceMap) -> None:
+    batches = many_newer_batches(MAX_CASCADE_BATCHES + 1)
+
+    plan = plan_shape("REL-1", batches, services, TouchedServices(batches, services))
+
+    assert [phase.batch for phase in plan.phases] == ["REL-1"]
+
+
+def test_run_beyond_limit_still_names_newer(services: ServiceMap) -> None:
+    batches = many_newer_batches(MAX_CASCADE_BATCHES + 1)
+
+    with pytest.raises(OverlapError) as caught:
+        build_plan(plan_request("REL-1"), batches, services, REPO_URL)
+
+    assert len(caught.value.newer) == MAX_CASCADE_BATCHES + 1

@@ -20,6 +20,12 @@ from rollback_coordinator.core.plan import (
 from rollback_coordinator.core.services import ServiceMap
 
 
+# Newer batches one plan may roll back first. Each one adds a copy of its services' task
+# groups to the DAG of every older batch, so without a bound DAG size grows with the square
+# of the number of overlapping batches.
+MAX_CASCADE_BATCHES = 3
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     """What a person asks for; the batch data and the service map supply the rest."""
@@ -111,6 +117,17 @@ def build_plan(
     overlaps = touched.newer_overlapping(request.batch)
     if overlaps and not request.cascade:
         raise OverlapError(request.batch, overlaps)
+    if len(overlaps) > MAX_CASCADE_BATCHES:
+        if not request.shape_only:
+            newer = ", ".join(batch_id for batch_id, _ in overlaps)
+            raise PlanError(
+                f"rolling back batch {request.batch} would cascade through {len(overlaps)} "
+                f"newer batches ({newer}), more than the {MAX_CASCADE_BATCHES} a plan may "
+                f"take; roll back the newest of them first, then plan again"
+            )
+        # The DAG keeps only the batch's own phase, so its size stays bounded; a run then
+        # refuses the cascade with the newer batches named.
+        overlaps = []
 
     order = [batch_id for batch_id, _ in overlaps] + [request.batch]
     phases: list[Phase] = []
