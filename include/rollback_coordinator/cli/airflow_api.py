@@ -17,10 +17,15 @@ TIMEOUT_S = 30
 # How long to wait for a step to park, and how old its request must be before responding.
 PARK_WAIT_S = 60
 SETTLE_S = 15
+TRIGGER_ATTEMPTS = 3
 
 
 class AirflowApiError(CoordinatorError):
     exit_code = EXIT_AIRFLOW_API
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -57,15 +62,33 @@ class AirflowApi:
         if response.status_code >= 400:
             detail = response.text[:300].replace("\n", " ")
             raise AirflowApiError(
-                f"Airflow API {method.upper()} {path} returned HTTP {response.status_code}: {detail}"
+                f"Airflow API {method.upper()} {path} returned HTTP {response.status_code}: {detail}",
+                status=response.status_code,
             )
         return response.json()
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+    def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str) -> dict[str, Any]:
+        """Start a run under ``run_id``, retrying a server error without starting it twice.
+
+        The run id is chosen here, so a retry after a failed response either creates the run
+        or finds it already created (HTTP 409).
+        """
         token = self._token()
-        return self._call(
-            "post", f"/api/v2/dags/{dag_id}/dagRuns", token, json={"logical_date": None, "conf": conf}
-        )
+        path = f"/api/v2/dags/{dag_id}/dagRuns"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        attempt = 1
+        while True:
+            try:
+                return self._call("post", path, token, json=body)
+            except AirflowApiError as error:
+                if attempt > 1 and error.status == 409:
+                    return self._call("get", f"{path}/{run_id}", token)
+                retryable = error.status is None or error.status >= 500
+                if not retryable or attempt == TRIGGER_ATTEMPTS:
+                    raise
+            # A metadata database on SQLite answers 500 while it is locked; wait and retry.
+            time.sleep(2 * attempt)
+            attempt += 1
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         token = self._token()

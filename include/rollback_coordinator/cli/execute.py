@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rollback_coordinator.cli.output import (
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         from rollback_coordinator.cli.airflow_api import AirflowApi
 
         api = AirflowApi.from_environment()
-        dag_run = api.trigger(dag_id, conf)
+        stamp = datetime.now(timezone.utc).isoformat()
+        dag_run = api.trigger(dag_id, conf, run_id=f"cli__{stamp}__{digest[:12]}")
         printer.result(
             {"batch": plan.batch, "dag_id": dag_id, "sha256": digest, "dag_run": dag_run},
             [
