@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -14,7 +15,14 @@ from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.decisions import Escalate
 from rollback_coordinator.core.errors import CoordinatorError
-from rollback_coordinator.core.plan import Plan, file_sha256, plan_digest, plan_path, read_plan, write_plan
+from rollback_coordinator.core.plan import (
+    Plan,
+    file_sha256,
+    plan_digest,
+    plan_path,
+    read_plan,
+    write_plan,
+)
 from rollback_coordinator.core.planner import PlanRequest, build_plan, rebuild_matches
 from rollback_coordinator.core.registry import BatchRegistry
 from rollback_coordinator.core.render import plan_lines
@@ -135,7 +143,7 @@ class AuthorizePlanOperator(BaseOperator):
                     f"which this DAG lacks: the registry or services.yaml changed since the "
                     f"plan was made; plan again"
                 )
-            if file_sha256_or_none(step.script) != step.script_sha256:
+            if _file_sha256_or_none(step.script) != step.script_sha256:
                 raise AirflowFailException(
                     f"rollback script {step.script} of {step.group_id} changed after plan "
                     f"{digest[:12]} was made; plan again"
@@ -164,10 +172,8 @@ class AuthorizePlanOperator(BaseOperator):
             trail.append(record)
 
 
-def file_sha256_or_none(path: str) -> str | None:
+def _file_sha256_or_none(path: str) -> str | None:
     try:
-        from pathlib import Path
-
         return file_sha256(Path(path))
     except OSError:
         return None
