@@ -60,8 +60,8 @@ def build_dags(places: Locations | None = None) -> dict[str, DAG]:
         check_services_against_governance(services, governance)
         registry = BatchRegistry(places.registry_file).load()
     except CoordinatorError as error:
-        # Airflow shows the last frames of an import error; drop the validator's internals
-        # so the UI shows this call and the one-line message that names file and field.
+        # Airflow shows the last frames of an import error. Dropping the validator's frames
+        # leaves this call and the one-line message that names the file and the field.
         raise error.with_traceback(None) from None
     batches: dict[str, Batch] = {key: item.batch for key, item in registry.batches.items()}
 

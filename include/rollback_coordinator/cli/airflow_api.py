@@ -86,7 +86,7 @@ class AirflowApi:
                 retryable = error.status is None or error.status >= 500
                 if not retryable or attempt == TRIGGER_ATTEMPTS:
                     raise
-            # A metadata database on SQLite answers 500 while it is locked; wait and retry.
+            # A metadata database on SQLite returns HTTP 500 while it is locked, so wait and retry.
             time.sleep(2 * attempt)
             attempt += 1
 

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     try:
         check_approval(approval, plan, args.service, governance, None, escalation_roles)
     except ApprovalError as error:
-        raise ApprovalRefused(f"approval refused: {error}") from None
+        raise ApprovalRefused(f"approval rejected: {error}") from None
 
     if api and waiting and waiting.get("plan_sha256") == digest and waiting.get("task_id"):
         # The run is parked in Airflow: respond there, so Airflow records the approver.

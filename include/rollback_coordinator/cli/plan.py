@@ -104,6 +104,6 @@ def _check_same_repository(registry: BatchRegistry, repo: Path) -> None:
     others = {item.repo for item in registry.load().batches.values()} - {str(repo)}
     if others:
         raise CoordinatorError(
-            f"the batch registry {registry.path} holds batches of {', '.join(sorted(others))}, "
+            f"the batch registry {registry.path} contains batches of {', '.join(sorted(others))}, "
             f"not {repo}; use one ROLLBACK_DATA_DIR per repository"
         )

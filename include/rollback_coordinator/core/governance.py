@@ -39,7 +39,7 @@ MAX_APPROVAL_TIMEOUT_S = 30 * 24 * 60 * 60
 
 
 class Profile(BaseModel):
-    """What a governance profile demands of a run."""
+    """The demands of a governance profile on a run."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -144,7 +144,7 @@ class ApprovalSettings(_Model):
 
 
 class AuditSettings(_Model):
-    """Where the signing key of the strict profile's audit records comes from.
+    """The source of the signing key for the strict profile's audit records.
 
     The key never lives in the repository: it is a file outside it, or the password of an
     Airflow connection (base64 of the raw or PEM key).

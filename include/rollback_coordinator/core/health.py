@@ -106,7 +106,7 @@ def check_command(
         detail = result.output
     else:
         detail = f"exit {result.returncode} in {result.duration_s:.2f} s"
-        # The last line tells what the check saw, such as the version a service reports.
+        # The last line shows what the check found, such as the version a service reports.
         last_line = _last_line(result.output)
         if last_line:
             detail += f": {last_line[:_QUOTED_OUTPUT_CHARS]}"

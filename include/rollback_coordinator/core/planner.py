@@ -28,7 +28,7 @@ MAX_CASCADE_BATCHES = 3
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """What a person asks for; the batch data and the service map supply the rest."""
+    """The parameters a person requests. The batch data and the service map supply the rest."""
 
     batch: str
     profile: str

@@ -1,4 +1,4 @@
-"""Where configuration and data live, from ROLLBACK_CONFIG_DIR and ROLLBACK_DATA_DIR."""
+"""Locations of configuration and data, from ROLLBACK_CONFIG_DIR and ROLLBACK_DATA_DIR."""
 
 from __future__ import annotations
 

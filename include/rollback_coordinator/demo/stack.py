@@ -88,7 +88,7 @@ def stack_environment(home: Path, data_dir: Path, config_dir: Path, port: int) -
 
 
 def start_stack(env: dict[str, str], log_path: Path, timeout_s: float = 180) -> Stack:
-    """Start `airflow standalone` and wait until its health endpoint answers."""
+    """Start `airflow standalone` and wait until its health endpoint responds."""
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     passwords = {user: secrets.token_urlsafe(12) for user in USERS}
@@ -109,7 +109,7 @@ def start_stack(env: dict[str, str], log_path: Path, timeout_s: float = 180) -> 
             return stack
         time.sleep(2)
     stack.stop()
-    raise RuntimeError(f"airflow standalone did not answer at {url} within {timeout_s:.0f} s; see {log_path}")
+    raise RuntimeError(f"airflow standalone did not respond at {url} within {timeout_s:.0f} s; see {log_path}")
 
 
 def _healthy(url: str) -> bool:
