@@ -2,7 +2,8 @@
 
 Two generated repositories: one with 100,000 commits on branch base, one with 10,000,
 each with 1,000 newer commits on main. The initial scan reads base; the incremental
-scan reads main from the head of base, as the watcher does from its watermark.
+scan reads main from the head of base, as the watcher does from its watermark, with the
+number of commits of base given, as the watcher reads it from its registry.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _scan(history: History, env: dict[str, str], settings: ScanSettings,
           since: str | None = None) -> dict:
     argv = [PROBE, "scan", str(history.path), "main" if since else "base"]
     if since:
-        argv += ["--since", since]
+        argv += ["--since", since, "--since-sequence", str(history.base_commits)]
     result = run_probe(argv, env, settings.timeout_s)
     expected = history.new_commits if since else history.base_commits
     if result["commits"] != expected:

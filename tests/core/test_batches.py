@@ -296,6 +296,30 @@ def test_incremental_scan_continues_sequence(repo: GitRepo) -> None:
     assert second.batches["REL-2"].sequence > first.batches["REL-1"].sequence
 
 
+def test_scan_reports_next_sequence(repo: GitRepo) -> None:
+    repo.commit("REL-1: one", {"a": "1"})
+    first = scan_repository(repo.path)
+    repo.commit("REL-2: two", {"b": "1"})
+    second = scan_repository(repo.path, since=first.head)
+
+    assert first.next_sequence == int(repo.git("rev-list", "--count", "HEAD~1"))
+    assert second.next_sequence == int(repo.git("rev-list", "--count", "HEAD"))
+
+
+def test_incremental_scan_takes_stored_sequence(repo: GitRepo) -> None:
+    repo.commit("REL-1: one", {"a": "1"})
+    first = scan_repository(repo.path)
+    repo.commit("REL-2: two", {"b": "1"})
+
+    counted = scan_repository(repo.path, since=first.head)
+    stored = scan_repository(repo.path, since=first.head, since_sequence=first.next_sequence)
+    offset = scan_repository(repo.path, since=first.head, since_sequence=1000)
+
+    assert stored.batches["REL-2"].sequence == counted.batches["REL-2"].sequence
+    assert offset.batches["REL-2"].sequence == 1000
+    assert offset.next_sequence == 1001
+
+
 def test_incremental_scan_with_nothing_new(repo: GitRepo) -> None:
     repo.commit("REL-1: one", {"a": "1"})
     first = scan_repository(repo.path)

@@ -205,6 +205,18 @@ def test_unknown_format_raises(registry: BatchRegistry) -> None:
         registry.load()
 
 
+@pytest.mark.parametrize("value", [-1, "12", True, 1.5])
+def test_invalid_watch_sequence_raises(registry: BatchRegistry, value: object) -> None:
+    registry.path.parent.mkdir(parents=True)
+    registry.path.write_text(json.dumps({"format": 1, "watch_sequence": value}), encoding="utf-8")
+
+    with pytest.raises(CoordinatorError) as caught:
+        registry.load()
+
+    assert str(registry.path) in str(caught.value)
+    assert "field 'watch_sequence' must be a commit count" in str(caught.value)
+
+
 def test_hostile_id_in_file_raises(registry: BatchRegistry) -> None:
     batch = make_batch("REL-1", [make_commit("b1", "a0", ("a",))], sequence=0)
     registry.register(make_scan(batch), REPO)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,42 @@ def test_second_pass_reads_new_commits_only(
     assert second.commit_count == 1
     assert second.registered == ["REL-2"]
     assert second.full_scan_reason is None
+
+
+def test_pass_stores_commit_count_for_next(local: GitRepo, registry) -> None:
+    local.commit("REL-1: ship orders", API_FILE)
+    watch_local(local, registry)
+    local.commit("REL-2: tune the worker", WORKER_FILE)
+
+    watch_local(local, registry)
+
+    snapshot = registry.load()
+    assert snapshot.watch_sequence == int(local.git("rev-list", "--count", "HEAD"))
+    assert snapshot.batches["REL-2"].batch.sequence == snapshot.watch_sequence - 1
+
+
+def test_second_pass_continues_stored_sequence(local: GitRepo, registry) -> None:
+    local.commit("REL-1: ship orders", API_FILE)
+    watch_local(local, registry)
+    # A sequence far from git's count shows that the pass continues from the stored one.
+    registry.update(lambda current: (replace(current, watch_sequence=500), None))
+    local.commit("REL-2: tune the worker", WORKER_FILE)
+
+    watch_local(local, registry)
+
+    assert registry.load().batches["REL-2"].batch.sequence == 500
+    assert registry.load().watch_sequence == 501
+
+
+def test_registry_without_stored_sequence_counts_history(local: GitRepo, registry) -> None:
+    local.commit("REL-1: ship orders", API_FILE)
+    watch_local(local, registry)
+    registry.update(lambda current: (replace(current, watch_sequence=None), None))
+    local.commit("REL-2: tune the worker", WORKER_FILE)
+
+    watch_local(local, registry)
+
+    assert registry.load().batches["REL-2"].batch.sequence == 2
 
 
 def test_force_push_orphans_removed_batch(

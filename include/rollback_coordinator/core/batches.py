@@ -183,7 +183,9 @@ class ScanResult:
     """Batches, rollback requests, conflicts and rejected ids found by one scan.
 
     ``since`` is the full sha of the watermark the scan started after, or None for a full
-    scan. ``shallow`` is True when the repository is a shallow clone.
+    scan. ``shallow`` is True when the repository is a shallow clone. ``next_sequence`` is
+    the sequence the first commit after ``head`` gets: the number of commits reachable from
+    ``head``, which a later scan from ``head`` takes as its ``since_sequence``.
     """
 
     batches: dict[str, Batch] = field(default_factory=dict)
@@ -194,6 +196,7 @@ class ScanResult:
     shallow: bool = False
     since: str | None = None
     commit_count: int = 0
+    next_sequence: int = 0
 
 
 def scan_repository(
@@ -201,12 +204,15 @@ def scan_repository(
     *,
     conventions: BatchConventions = BatchConventions(),
     since: str | None = None,
+    since_sequence: int | None = None,
     rev: str = "HEAD",
 ) -> ScanResult:
     """Find the batches and rollback requests in the history of ``rev``.
 
     With ``since``, only commits reachable from ``rev`` but not from ``since`` are read,
-    and sequences continue after the commits of ``since``. Raises WatermarkLostError
+    and sequences continue after the commits of ``since``. ``since_sequence`` is their
+    number, as the scan that ended at ``since`` returned it in ``next_sequence``. Without it,
+    git counts them, which takes time that grows with the length of history. Raises WatermarkLostError
     when ``since`` is unknown or not an ancestor of ``rev``, and CoordinatorError when
     the repository or ``rev`` cannot be read. An empty repository returns an empty result.
     """
@@ -216,14 +222,18 @@ def scan_repository(
         raise CoordinatorError(f"{repo_path}: not a git repository ({error!r})") from error
     with repo:
         try:
-            return _scan(repo, conventions, since, rev)
+            return _scan(repo, conventions, since, since_sequence, rev)
         except git.GitCommandError as error:
             stderr = " ".join(str(error.stderr).split())
             raise CoordinatorError(f"{repo_path}: git failed: {stderr}") from error
 
 
 def _scan(
-    repo: git.Repo, conventions: BatchConventions, since: str | None, rev: str
+    repo: git.Repo,
+    conventions: BatchConventions,
+    since: str | None,
+    since_sequence: int | None,
+    rev: str,
 ) -> ScanResult:
     head = _resolve_rev(repo, rev)
     if head is None:
@@ -232,7 +242,10 @@ def _scan(
     revision_range = head
     if since is not None:
         since = _resolve_watermark(repo, since, head)
-        first_sequence = int(repo.git.rev_list("--count", since))
+        if since_sequence is None:
+            first_sequence = int(repo.git.rev_list("--count", since))
+        else:
+            first_sequence = since_sequence
         revision_range = f"{since}..{head}"
     boundary = _shallow_boundary(repo)
     collector = _Collector(conventions, first_sequence)
@@ -247,6 +260,7 @@ def _scan(
     result.head = head
     result.shallow = bool(boundary)
     result.since = since
+    result.next_sequence = first_sequence + result.commit_count
     return result
 
 

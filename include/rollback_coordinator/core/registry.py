@@ -86,7 +86,9 @@ class RegistrySnapshot:
     ``watermark`` is the head of the last registered scan, where the next incremental scan
     starts. ``watch_watermark`` is the head of the git watcher's last pass, kept apart
     because ``rollback-coordinator plan`` moves ``watermark`` for any clone it scans, which
-    would make the watcher miss the rollback trailers in between.
+    would make the watcher miss the rollback trailers in between. ``watch_sequence`` is the
+    number of commits reachable from ``watch_watermark``, where the watcher's next pass
+    continues the batch sequences without counting history again.
 
     ``requests`` maps the key of each request whose run was started to when it was recorded.
     ``pending`` contains the requests whose run is still to be started, and ``skipped`` the
@@ -99,6 +101,7 @@ class RegistrySnapshot:
     pending: dict[str, FoundRequest] = field(default_factory=dict)
     skipped: dict[str, FoundRequest] = field(default_factory=dict)
     watch_watermark: str | None = None
+    watch_sequence: int | None = None
 
     def knows_request(self, key: str) -> bool:
         """Return whether the request was already started, queued or skipped."""
@@ -295,6 +298,7 @@ def _snapshot_to_json(snapshot: RegistrySnapshot) -> dict[str, Any]:
         "format": REGISTRY_FORMAT,
         "watermark": snapshot.watermark,
         "watch_watermark": snapshot.watch_watermark,
+        "watch_sequence": snapshot.watch_sequence,
         "batches": batches,
         "requests": dict(sorted(snapshot.requests.items())),
         "pending_requests": _found_requests_to_json(snapshot.pending),
@@ -338,6 +342,15 @@ def _snapshot_from_json(data: Any, path: Path) -> RegistrySnapshot:
     for name, value in (("watermark", watermark), ("watch_watermark", watch_watermark)):
         if value is not None and not isinstance(value, str):
             raise CoordinatorError(f"{path}: field '{name}' must be a commit sha or null")
+    # Files written before the watcher stored its sequence lack it; git counts it instead.
+    watch_sequence = data.get("watch_sequence")
+    if watch_sequence is not None and (
+        not isinstance(watch_sequence, int) or isinstance(watch_sequence, bool) or watch_sequence < 0
+    ):
+        raise CoordinatorError(
+            f"{path}: field 'watch_sequence' must be a commit count (an integer >= 0) or null, "
+            f"found {watch_sequence!r}. {_REPAIR_HINT}"
+        )
     if not isinstance(batches, dict) or not isinstance(requests, dict):
         raise CoordinatorError(f"{path}: fields 'batches' and 'requests' must be JSON objects")
     if not all(isinstance(value, str) for value in requests.values()):
@@ -346,7 +359,9 @@ def _snapshot_from_json(data: Any, path: Path) -> RegistrySnapshot:
     # Files written before the git watcher existed lack its fields.
     pending = _found_requests_from_json(data.get("pending_requests", {}), "pending_requests", path)
     skipped = _found_requests_from_json(data.get("skipped_requests", {}), "skipped_requests", path)
-    return RegistrySnapshot(watermark, entries, requests, pending, skipped, watch_watermark)
+    return RegistrySnapshot(
+        watermark, entries, requests, pending, skipped, watch_watermark, watch_sequence
+    )
 
 
 def _entry_from_json(batch_id: str, item: Any, path: Path) -> RegisteredBatch:

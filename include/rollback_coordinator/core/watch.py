@@ -113,8 +113,11 @@ def watch_once(
     """
     path = Path(repo_path).resolve()
     scanned_rev = fetch_repository(path, remote, rev, git_env) if fetch else rev
-    watermark = registry.load().watch_watermark
-    scan, lost = _scan_from_watermark(path, conventions, scanned_rev, watermark)
+    current = registry.load()
+    watermark = current.watch_watermark
+    scan, lost = _scan_from_watermark(
+        path, conventions, scanned_rev, watermark, current.watch_sequence
+    )
     first_pass = "this is the watcher's first pass on this registry"
     options = _PassOptions(
         repo=str(path),
@@ -213,7 +216,11 @@ def _run_git(
 
 
 def _scan_from_watermark(
-    path: Path, conventions: BatchConventions, rev: str, watermark: str | None
+    path: Path,
+    conventions: BatchConventions,
+    rev: str,
+    watermark: str | None,
+    sequence: int | None,
 ) -> tuple[ScanResult, str | None]:
     """Scan incrementally from ``watermark``, or fully when it is missing or lost.
 
@@ -222,7 +229,10 @@ def _scan_from_watermark(
     if watermark is None:
         return scan_repository(path, conventions=conventions, rev=rev), None
     try:
-        return scan_repository(path, conventions=conventions, since=watermark, rev=rev), None
+        scan = scan_repository(
+            path, conventions=conventions, since=watermark, since_sequence=sequence, rev=rev
+        )
+        return scan, None
     except WatermarkLostError as error:
         lost = (
             f"the watermark {watermark[:12]} cannot be continued ({error.reason}): history "
@@ -266,7 +276,9 @@ def _apply(
     report.registered, report.restored = merged.added, merged.restored
     snapshot = merged.snapshot
     if scan.head is not None:
-        snapshot = replace(snapshot, watch_watermark=scan.head)
+        snapshot = replace(
+            snapshot, watch_watermark=scan.head, watch_sequence=scan.next_sequence
+        )
 
     snapshot = _mark_missing(snapshot, scan, options, report)
     retention = apply_retention(snapshot, options.retention, options.now)
