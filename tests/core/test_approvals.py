@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from builders import example_services, make_governance, make_plan
 
 from rollback_coordinator.core.approvals import (
+    PLAN_GROUP,
     Approval,
     ApprovalError,
     ApprovalStore,
     check_approval,
+    plan_roles,
     satisfied_roles,
 )
 from rollback_coordinator.core.governance import Governance
@@ -421,3 +424,71 @@ def test_old_plan_approval_not_counted(
 
     assert records == []
     assert missing == ["dba"]
+
+
+def frozen_governance(**window: Any) -> Governance:
+    """Governance with a release-manager role and one freeze window."""
+    fields = {"name": "year-end", "start": "2025-12-20T00:00:00+01:00",
+              "end": "2026-01-05T00:00:00+01:00", "override_role": "release-manager", **window}
+    roles = {"dba": ["dora", "dan"], "sre": ["pat"], "release-manager": ["rosa", "pat"]}
+    return make_governance(roles=roles, freeze_windows=[fields])
+
+
+def test_plan_roles_lists_override_roles(tmp_path: Path) -> None:
+    plan = approval_plan(tmp_path)
+
+    assert plan_roles(plan, frozen_governance()) == ["release-manager"]
+    assert plan_roles(plan, frozen_governance(environments=["prod"])) == []
+    assert plan_roles(plan, frozen_governance(override_role=None)) == []
+
+
+def test_whole_plan_takes_override_role_of_holder(tmp_path: Path) -> None:
+    plan = approval_plan(tmp_path)
+
+    check_approval(
+        approval(user="rosa", role="release-manager", service=PLAN_GROUP), plan, PLAN_GROUP,
+        frozen_governance(), runner="rita",
+    )
+
+
+def test_whole_plan_refuses_role_no_window_overrides(tmp_path: Path) -> None:
+    plan = approval_plan(tmp_path)
+
+    with pytest.raises(ApprovalError) as caught:
+        check_approval(
+            approval(user="dora", role="dba", service=PLAN_GROUP), plan, PLAN_GROUP,
+            frozen_governance(), runner="rita",
+        )
+
+    assert "takes approvals only from the override roles" in str(caught.value)
+    assert "(roles: release-manager)" in str(caught.value)
+
+
+def test_whole_plan_takes_role_a_governor_escalated_to(tmp_path: Path, governance: Governance) -> None:
+    plan = approval_plan(tmp_path)
+
+    check_approval(
+        approval(user="dora", role="dba", service=PLAN_GROUP), plan, PLAN_GROUP, governance,
+        runner="rita", escalation_roles=["dba"],
+    )
+
+
+def test_whole_plan_under_strict_refuses_the_planner(tmp_path: Path) -> None:
+    plan = approval_plan(tmp_path, profile="strict")
+
+    with pytest.raises(ApprovalError) as caught:
+        check_approval(
+            approval(user="pat", role="release-manager", service=PLAN_GROUP), plan, PLAN_GROUP,
+            frozen_governance(), runner="rita",
+        )
+
+    assert "'pat' planned or runs this rollback" in str(caught.value)
+
+
+def test_unknown_group_names_the_whole_plan_group(tmp_path: Path, governance: Governance) -> None:
+    plan = approval_plan(tmp_path)
+
+    with pytest.raises(ApprovalError) as caught:
+        check_approval(approval(), plan, "billing", governance)
+
+    assert f"{PLAN_GROUP} approves the whole plan" in str(caught.value)

@@ -25,6 +25,7 @@ from tests_support import GOVERNANCE_YAML, RECORDING_SCRIPT, git, services_yaml
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT_S = 180
+FREEZE = "prod-freeze"
 
 
 def free_port() -> int:
@@ -44,8 +45,16 @@ def stack(tmp_path_factory):
     script.chmod(0o755)
     (config / "services.yaml").write_text(services_yaml(approvals=True))
     keys = generate_keypair(root / "keys")
+    # Production is frozen for good; gina may break the freeze. Staging is not frozen.
     (config / "governance.yaml").write_text(
-        GOVERNANCE_YAML + f"audit:\n  signing_key_file: {keys.private_key_path}\n"
+        GOVERNANCE_YAML.replace("roles:\n", "roles:\n  release-manager: [gina]\n")
+        + f"audit:\n  signing_key_file: {keys.private_key_path}\n"
+        + "freeze_windows:\n"
+        + f"  - name: {FREEZE}\n"
+        + "    start: 2020-01-01T00:00:00+00:00\n"
+        + "    end: 2100-01-01T00:00:00+00:00\n"
+        + "    environments: [prod]\n"
+        + "    override_role: release-manager\n"
     )
     repo.mkdir()
     git(repo, "init", "--quiet", "--initial-branch=main")
@@ -214,6 +223,38 @@ def test_strict_waits_for_second_reviewer(stack):
     report = json.loads(verified.stdout)
     assert verified.returncode == 0
     assert report["signed"] is True
+
+
+def test_freeze_override_waits_for_release_manager(stack):
+    plan_file, digest = plan(stack, "alice", "--environment", "prod", "--reason", "in the freeze")
+    started = json.loads(cli(stack, "execute", str(plan_file), user="bob").stdout)
+    run_id = started["dag_run"]["dag_run_id"]
+    request = wait_for_request(stack, digest, "PLAN", task_id="authorize_plan")
+
+    refused = cli(stack, "approve", "REL-7", "--service", "PLAN", "--role", "release-manager",
+                  user="guardian", check=False)
+    cli(stack, "approve", "REL-7", "--service", "PLAN", "--role", "release-manager", user="gina")
+    wait_for_request(stack, digest, "api", task_id="api.approval")
+    cli(stack, "approve", "REL-7", "--service", "api", "--role", "guardian", user="guardian")
+    run = wait_for_run(stack, "rollback_REL-7", run_id)
+
+    assert request["roles"] == ["release-manager"]
+    assert f"rule freeze.{FREEZE}" in request["why"]
+    assert refused.returncode == 4
+    assert run["state"] == "success"
+    chain = stack["data"] / "audit" / "records" / "REL-7" / f"{safe_name(run_id)}.jsonl"
+    plan_records = [
+        record for record in map(json.loads, chain.read_text().splitlines())
+        if record.get("step") == "authorize_plan"
+    ]
+    assert [record["decision"]["decision"] for record in plan_records] == ["ESCALATE", "AUTHORIZE"]
+    assert plan_records[0]["decision"]["rule"] == f"freeze.{FREEZE}"
+    [override] = plan_records[1]["decision"]["constraints"]["freeze_override"]
+    assert (override["window"], override["by"]) == (FREEZE, ["gina"])
+    memory = "".join(path.read_text() for path in (stack["data"] / "audit" / "memory").glob("*.md"))
+    section = memory[memory.index(run_id):]
+    assert "- approvers: gina, guardian" in section
+    assert f"freeze window {FREEZE} overridden by gina (release-manager)" in section
 
 
 def wait_for_new_request(stack, digest, previous):

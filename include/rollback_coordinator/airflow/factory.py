@@ -165,7 +165,10 @@ def build_rollback_dag(
         default_args={"owner": "release-engineering", "retries": 0},
     ) as dag:
         plan_task = AuthorizePlanOperator(
-            task_id=PLAN_TASK_ID, task_display_name="Authorize plan", batch_id=batch_id
+            task_id=PLAN_TASK_ID,
+            task_display_name="Authorize plan",
+            batch_id=batch_id,
+            timeout_s=governance.approvals.timeout_s,
         )
         audit_task = AuditRunOperator(
             task_id=AUDIT_TASK_ID,

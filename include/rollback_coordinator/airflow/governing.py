@@ -10,22 +10,19 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from rollback_coordinator.airflow.runtime import RunContext, utc_now
 from rollback_coordinator.core.decisions import (
-    Actors,
     Artifact,
     Authorize,
     Decision,
     Deny,
     Escalate,
     GovernorRequest,
-    RepoContext,
     RequestClarification,
-    Scope,
     TerminateRun,
+    decision_id,
     describe,
 )
 from rollback_coordinator.core.errors import CoordinatorError
-from rollback_coordinator.core.decisions import decision_id
-from rollback_coordinator.core.governor import governor_for
+from rollback_coordinator.core.governor import governor_for, plan_request
 from rollback_coordinator.core.remote_governor import GovernorEndpoint, endpoint_from_connection
 from rollback_coordinator.core.plan import Plan
 
@@ -40,20 +37,18 @@ def build_request(
     approvers: list[str],
     repo_ref: str,
     extra_artifacts: list[Artifact] | None = None,
+    freeze_acknowledged: bool = False,
 ) -> GovernorRequest:
-    subject = f"service {service} of batch {plan.batch}" if service else f"batch {plan.batch}"
-    return GovernorRequest(
-        intent=f"roll back {subject}" + (f": {plan.reason}" if plan.reason else ""),
+    """Build the request for a step of this run, with the runner Airflow recorded."""
+    return plan_request(
+        plan, digest,
         action=action,
-        scope=Scope(batch=plan.batch, service=service, environment=plan.environment),
-        artifacts=[
-            Artifact(kind="plan", ref=f"plans/{plan.batch}/{digest}.json", sha256=digest),
-            *(extra_artifacts or []),
-        ],
-        repo=RepoContext(url=plan.repo, ref=repo_ref),
-        freeze_acknowledged=False,
-        profile=plan.profile,
-        actors=Actors(planner=plan.author, runner=ctx.runner, approvers=sorted(set(approvers))),
+        service=service,
+        runner=ctx.runner,
+        approvers=approvers,
+        repo_ref=repo_ref,
+        extra_artifacts=extra_artifacts,
+        freeze_acknowledged=freeze_acknowledged,
     )
 
 

@@ -58,17 +58,22 @@ class RunContext:
         _fail_on_config_error(lambda: check_services_against_governance(self.services, governance))
         return governance
 
-    def plan(self, ti: Any) -> tuple[Plan, str]:
-        """Load the plan that the plan authorization step approved for this run."""
+    def authorization(self, ti: Any) -> dict[str, Any]:
+        """Return what the plan authorization step handed on: the plan digest and who approved it."""
         authorized = ti.xcom_pull(task_ids=PLAN_TASK_ID)
-        if not authorized or "sha256" not in authorized:
+        if not isinstance(authorized, dict) or "sha256" not in authorized:
             raise AirflowFailException(
                 f"batch {self.batch_id}: no authorized plan for run {self.run_id}; "
                 f"the '{PLAN_TASK_ID}' step must succeed first"
             )
-        path = plan_path(self.places.plans_dir, self.batch_id, authorized["sha256"])
+        return authorized
+
+    def plan(self, ti: Any) -> tuple[Plan, str]:
+        """Load the plan that the plan authorization step approved for this run."""
+        digest = self.authorization(ti)["sha256"]
+        path = plan_path(self.places.plans_dir, self.batch_id, digest)
         try:
-            return read_plan(path, expected_sha256=authorized["sha256"])
+            return read_plan(path, expected_sha256=digest)
         except CoordinatorError as error:
             raise AirflowFailException(str(error)) from None
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from rollback_coordinator.airflow.awaiting import Awaited
 from rollback_coordinator.airflow.runtime import RunContext, run_context, utc_now
 from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.plan import Phase, Plan, ServiceStep
@@ -22,10 +23,35 @@ class StepEnvironment:
     step: ServiceStep
     phase: Phase
     started_at: str
+    # Approvers of the whole plan, counted by the plan step; they approve every service too.
+    plan_approvers: tuple[str, ...] = ()
+    freeze_acknowledged: bool = False
+
+    def approvers(self, own: Any) -> list[str]:
+        """Return the people a governor request of this step names: own and whole-plan approvers."""
+        return sorted({*own, *self.plan_approvers})
 
     @property
     def trail(self) -> RunTrail:
         return RunTrail(self.ctx, self.plan.profile)
+
+    def awaited(self) -> Awaited:
+        """Describe this service's step for a task that waits for approvals of it."""
+        phase = self.phase
+        return Awaited(
+            ctx=self.ctx,
+            plan=self.plan,
+            digest=self.digest,
+            group_id=self.step.group_id,
+            subject=f"service {self.step.service}",
+            service=self.step.service,
+            own_roles=tuple(self.step.approvals),
+            change=(
+                f"rolls **{self.step.service}** of batch {self.plan.batch} back from "
+                f"`{phase.from_ref[:12]}` to `{(phase.to_ref or 'root')[:12]}`"
+            ),
+            record=self.record,
+        )
 
     def record(self, task_id: str, kind: str, outcome: str, **details: Any) -> None:
         """Write this step's record, which the audit step and `status` read back.
@@ -71,6 +97,7 @@ def load_step(context: Any, batch_id: str, group_id: str) -> StepEnvironment:
             f"{group_id} not run"
         )
 
+    authorization = ctx.authorization(context["ti"])
     plan, digest = ctx.plan(context["ti"])
     step = plan.find(group_id)
     if step is None:
@@ -84,4 +111,6 @@ def load_step(context: Any, batch_id: str, group_id: str) -> StepEnvironment:
         step=step,
         phase=plan.phase_of(group_id),
         started_at=started_at,
+        plan_approvers=tuple(authorization.get("approvers") or ()),
+        freeze_acknowledged=bool(authorization.get("freeze_acknowledged")),
     )

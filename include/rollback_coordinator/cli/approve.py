@@ -9,7 +9,13 @@ from pathlib import Path
 from rollback_coordinator.cli.airflow_api import AirflowApi
 from rollback_coordinator.cli.execute import AIRFLOW_URL_VARIABLE
 from rollback_coordinator.cli.output import EXIT_OK, EXIT_REFUSED, Printer, current_actor
-from rollback_coordinator.core.approvals import Approval, ApprovalError, ApprovalStore, check_approval
+from rollback_coordinator.core.approvals import (
+    PLAN_GROUP,
+    Approval,
+    ApprovalError,
+    ApprovalStore,
+    check_approval,
+)
 from rollback_coordinator.core.batch_id import validate_batch_id
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.governance import load_governance
@@ -34,7 +40,12 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("batch", help="batch id, for example REL-42")
-    parser.add_argument("--service", required=True, help="service (task group) to approve")
+    parser.add_argument(
+        "--service",
+        required=True,
+        help=f"service (task group) to approve, or {PLAN_GROUP} to approve the whole plan, "
+        f"as a freeze window's override needs",
+    )
     parser.add_argument("--role", required=True, help="role you approve in, from governance.yaml")
     parser.add_argument("--plan", metavar="SHA256", help="digest of the plan to approve")
     return parser
@@ -77,7 +88,7 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         printer.result(
             {"approval": vars(approval), "responded_to": waiting},
             [
-                f"approved the waiting step of {args.service} (batch {batch_id}, run "
+                f"approved the waiting step of {_subject(args.service)} (batch {batch_id}, run "
                 f"{waiting['run_id']}) as {api.username} in Airflow for plan {digest[:12]}",
             ],
         )
@@ -87,11 +98,15 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
     printer.result(
         {"approval": vars(approval), "record": str(path)},
         [
-            f"approved {args.service} of batch {batch_id} as {args.role} by {approval.user} "
-            f"for plan {digest[:12]}",
+            f"approved {_subject(args.service)} of batch {batch_id} as {args.role} by "
+            f"{approval.user} for plan {digest[:12]}",
         ],
     )
     return EXIT_OK
+
+
+def _subject(group_id: str) -> str:
+    return "the whole plan" if group_id == PLAN_GROUP else group_id
 
 
 def _waiting_request(

@@ -21,10 +21,12 @@ from rollback_coordinator.cli.output import (
     Printer,
     current_actor,
 )
-from rollback_coordinator.core.approvals import ApprovalStore, satisfied_roles
+from rollback_coordinator.core.approvals import PLAN_GROUP, ApprovalStore, satisfied_roles
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.errors import CoordinatorError
-from rollback_coordinator.core.governance import PROFILES, load_governance
+from rollback_coordinator.core.decisions import Escalate
+from rollback_coordinator.core.governance import PROFILES, Governance, load_governance
+from rollback_coordinator.core.governor import EmbeddedGovernor, plan_request
 from rollback_coordinator.core.plan import Plan, plan_path, read_plan, write_plan
 from rollback_coordinator.core.planner import rebuild_matches
 from rollback_coordinator.core.registry import BatchRegistry
@@ -112,10 +114,11 @@ def _check_runnable_here(plan: Plan, digest: str, places: Locations) -> None:
             f"the {plan.profile} profile needs the planner and the runner to be different "
             f"people; {actor} made plan {digest[:12]}, so someone else must execute it"
         )
-    if plan.dry_run:
-        return
     governance = load_governance(places.governance_file)
     store = ApprovalStore(places.approvals_dir)
+    _check_plan_not_escalated(plan, digest, governance, store, actor)
+    if plan.dry_run:
+        return
     needed = PROFILES[plan.profile].min_approvers
     missing = []
     for step in plan.service_steps():
@@ -135,6 +138,39 @@ def _check_runnable_here(plan: Plan, digest: str, places: Locations) -> None:
             f"plan {digest[:12]} needs approvals before it can run in this process: {commands}. "
             f"Or execute through a running Airflow (ROLLBACK_AIRFLOW_URL), where approvers "
             f"answer while the run waits."
+        )
+
+
+def _check_plan_not_escalated(
+    plan: Plan, digest: str, governance: Governance, store: ApprovalStore, actor: str
+) -> None:
+    """Refuse a run whose plan the embedded governor would escalate, as inside a freeze window.
+
+    Such a run would wait for an approval of the whole plan, which cannot be given without
+    an api-server. A remote governor is asked only by the run itself.
+    """
+    if governance.governor != "embedded":
+        return
+    valid, _ = satisfied_roles(
+        store.list(plan.batch, digest, PLAN_GROUP), plan, PLAN_GROUP, governance, actor
+    )
+    request = plan_request(
+        plan, digest,
+        action="rollback.plan",
+        service=None,
+        runner=actor,
+        approvers=[approval.user for approval in valid],
+        repo_ref=plan.phases[0].from_ref,
+    )
+    decision = EmbeddedGovernor(governance).decide(request)
+    if isinstance(decision, Escalate):
+        role = decision.human_review_required
+        raise ExecuteRefused(
+            f"the governor escalates plan {digest[:12]} to role '{role}' (rule {decision.rule}), "
+            f"so the whole plan needs an approval by that role before it can run in this "
+            f"process: rollback-coordinator approve {plan.batch} --service {PLAN_GROUP} "
+            f"--role {role} --plan {digest}. Or execute through a running Airflow "
+            f"(ROLLBACK_AIRFLOW_URL), where the run waits for the approval."
         )
 
 

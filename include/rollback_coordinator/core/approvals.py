@@ -1,6 +1,8 @@
 """Approval records: who approved which service of which plan, in which role.
 
 Each record is bound to a plan digest, so an approval never carries over to a changed plan.
+An approval of the whole plan, such as the override of a freeze window, is stored under the
+group PLAN_GROUP, which no service can be named: service names are lowercase.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.files import atomic_write_text
 from rollback_coordinator.core.governance import PROFILES, Governance
 from rollback_coordinator.core.plan import Plan
+
+
+PLAN_GROUP = "PLAN"
 
 
 class ApprovalError(CoordinatorError):
@@ -120,6 +125,20 @@ class ApprovalStore:
         return approvals
 
 
+def plan_roles(plan: Plan, governance: Governance) -> list[str]:
+    """Return the roles that may approve a whole plan in advance: its freeze override roles.
+
+    Every window that applies to the plan's environment counts, in force or not, so the
+    override can be recorded before a window starts.
+    """
+    roles = [
+        window.override_role
+        for window in governance.freeze_windows
+        if window.override_role is not None and window.applies_to(plan.environment)
+    ]
+    return list(dict.fromkeys(roles))
+
+
 def check_approval(
     approval: Approval,
     plan: Plan,
@@ -128,27 +147,38 @@ def check_approval(
     runner: str | None = None,
     escalation_roles: list[str] | None = None,
 ) -> None:
-    """Raise ApprovalError unless this person may approve this service of this plan.
+    """Raise ApprovalError unless this person may approve this group of this plan.
 
-    escalation_roles are roles a governor asked for with ESCALATE, beyond the service's own.
-    Under a profile that needs several approvers, governance.yaml's review_role is accepted too.
+    ``group_id`` is a service's task group, or PLAN_GROUP for the whole plan. escalation_roles
+    are roles a governor requested with ESCALATE, beyond the group's own. Under a profile that
+    needs several approvers, a service also accepts governance.yaml's review_role.
     """
-    step = plan.find(group_id)
-    if step is None:
-        services = ", ".join(item.group_id for item in plan.service_steps())
-        raise ApprovalError(
-            f"plan {approval.plan_sha256[:12]} of batch {plan.batch} has no service '{group_id}' "
-            f"(services: {services})"
-        )
-    allowed = [*step.approvals, *(escalation_roles or [])]
-    # Under strict, every service needs a second reviewer, so a review may come in advance.
-    if PROFILES[plan.profile].min_approvers and governance.review_role:
-        allowed.append(governance.review_role)
-    if approval.role not in allowed:
-        needed = ", ".join(allowed) or "none"
-        raise ApprovalError(
-            f"service '{group_id}' does not need a '{approval.role}' approval (roles needed: {needed})"
-        )
+    if group_id == PLAN_GROUP:
+        allowed = [*plan_roles(plan, governance), *(escalation_roles or [])]
+        if approval.role not in allowed:
+            raise ApprovalError(
+                f"the whole plan of batch {plan.batch} takes approvals only from the override "
+                f"roles of freeze windows in environment '{plan.environment}' or a role a "
+                f"governor asked for (roles: {', '.join(allowed) or 'none'})"
+            )
+    else:
+        step = plan.find(group_id)
+        if step is None:
+            services = ", ".join(item.group_id for item in plan.service_steps())
+            raise ApprovalError(
+                f"plan {approval.plan_sha256[:12]} of batch {plan.batch} has no service "
+                f"'{group_id}' (services: {services}; {PLAN_GROUP} approves the whole plan)"
+            )
+        allowed = [*step.approvals, *(escalation_roles or [])]
+        # Under strict, every service needs a second reviewer, so a review may come in advance.
+        if PROFILES[plan.profile].min_approvers and governance.review_role:
+            allowed.append(governance.review_role)
+        if approval.role not in allowed:
+            needed = ", ".join(allowed) or "none"
+            raise ApprovalError(
+                f"service '{group_id}' does not need a '{approval.role}' approval "
+                f"(roles needed: {needed})"
+            )
     if not governance.holds_role(approval.user, approval.role):
         raise ApprovalError(
             f"user '{approval.user}' does not hold role '{approval.role}' in governance.yaml "

@@ -8,16 +8,21 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rollback_coordinator.core.decisions import (
+    Actors,
+    Artifact,
     Authorize,
     Decision,
     Deny,
     Escalate,
     GovernorRequest,
+    RepoContext,
     RequestClarification,
+    Scope,
     decision_id,
 )
 from rollback_coordinator.core.freeze import ActiveFreeze, active_freezes
 from rollback_coordinator.core.governance import PROFILE_RANK, PROFILES, AuthorityRule, Governance
+from rollback_coordinator.core.plan import Plan
 
 if TYPE_CHECKING:
     from rollback_coordinator.core.remote_governor import GovernorEndpoint
@@ -34,6 +39,35 @@ class Governor(Protocol):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def plan_request(
+    plan: Plan,
+    digest: str,
+    *,
+    action: str,
+    service: str | None,
+    runner: str,
+    approvers: list[str],
+    repo_ref: str,
+    extra_artifacts: list[Artifact] | None = None,
+    freeze_acknowledged: bool = False,
+) -> GovernorRequest:
+    """Build the governor request for one action of a plan, run by ``runner``."""
+    subject = f"service {service} of batch {plan.batch}" if service else f"batch {plan.batch}"
+    return GovernorRequest(
+        intent=f"roll back {subject}" + (f": {plan.reason}" if plan.reason else ""),
+        action=action,
+        scope=Scope(batch=plan.batch, service=service, environment=plan.environment),
+        artifacts=[
+            Artifact(kind="plan", ref=f"plans/{plan.batch}/{digest}.json", sha256=digest),
+            *(extra_artifacts or []),
+        ],
+        repo=RepoContext(url=plan.repo, ref=repo_ref),
+        freeze_acknowledged=freeze_acknowledged,
+        profile=plan.profile,
+        actors=Actors(planner=plan.author, runner=runner, approvers=sorted(set(approvers))),
+    )
 
 
 class EmbeddedGovernor:

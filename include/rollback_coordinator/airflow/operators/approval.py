@@ -8,7 +8,12 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from rollback_coordinator.airflow import governing
-from rollback_coordinator.airflow.awaiting import response_from_event, park_for_roles, record_response
+from rollback_coordinator.airflow.awaiting import (
+    escalation_reason,
+    park_for_roles,
+    record_response,
+    response_from_event,
+)
 from rollback_coordinator.airflow.steps import StepEnvironment, load_step
 from rollback_coordinator.core.approvals import Approval, ApprovalStore, satisfied_roles
 from rollback_coordinator.core.decisions import Escalate
@@ -55,7 +60,7 @@ class RoleApprovalOperator(_PeopleStepOperator):
     def resume_with_response(self, context: Any, event: dict[str, Any]) -> dict[str, list[str]]:
         env = load_step(context, self.batch_id, self.group_id)
         _, missing = self.approvals(env)
-        record_response(env, self.task_id, response_from_event(event), missing, self.log)
+        record_response(env.awaited(), self.task_id, response_from_event(event), missing, self.log)
         return self._finish_or_park(env, context)
 
     def _finish_or_park(self, env: StepEnvironment, context: Any) -> dict[str, list[str]]:
@@ -67,7 +72,10 @@ class RoleApprovalOperator(_PeopleStepOperator):
                 env.step.batch, env.step.service, ", ".join(missing), env.digest[:12],
                 env.plan.batch, self.group_id, missing[0],
             )
-            park_for_roles(env, context, missing, "the service needs these approvals", self.timeout_s)
+            park_for_roles(
+                env.awaited(), context, missing, "the service needs these approvals",
+                self.timeout_s,
+            )
         _log_approvals(self.log, env, valid)
         ApprovalStore(env.ctx.places.approvals_dir).clear_request(
             env.plan.batch, env.digest, self.group_id
@@ -88,7 +96,7 @@ class AuthorizeServiceOperator(_PeopleStepOperator):
         env = load_step(context, self.batch_id, self.group_id)
         store = ApprovalStore(env.ctx.places.approvals_dir)
         awaited = store.requested_roles(env.plan.batch, env.digest, self.group_id)
-        record_response(env, self.task_id, response_from_event(event), awaited, self.log)
+        record_response(env.awaited(), self.task_id, response_from_event(event), awaited, self.log)
         return self._decide(env, context)
 
     def _decide(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
@@ -103,8 +111,9 @@ class AuthorizeServiceOperator(_PeopleStepOperator):
             env.ctx, env.plan, env.digest,
             action="rollback.service",
             service=env.step.service,
-            approvers=[approval.user for approval in valid],
+            approvers=env.approvers(approval.user for approval in valid),
             repo_ref=env.phase.from_ref,
+            freeze_acknowledged=env.freeze_acknowledged,
         )
         decision = governing.ask(env.ctx, request, self.log)
         details = governing.decision_record(request, decision)
@@ -125,8 +134,7 @@ class AuthorizeServiceOperator(_PeopleStepOperator):
                 env.step.batch, env.step.service, role, decision.decision_id, decision.rule,
             )
             park_for_roles(
-                env, context, [role], f"governor decision {decision.decision_id} escalated it",
-                self.timeout_s,
+                env.awaited(), context, [role], escalation_reason(outcome), self.timeout_s
             )
         store.clear_request(env.plan.batch, env.digest, self.group_id)
         env.record(self.task_id, "authorize", "succeeded", **details)

@@ -153,7 +153,12 @@ class AuditRunOperator(BaseOperator):
                 by_group.setdefault(record["group_id"], {})[record["step"]] = record
 
         services = []
+        # People whose approvals a governor counted (whole-plan approvals, reviews asked for
+        # by an ESCALATE), and those who gave a service's own approvals.
         approvers: set[str] = set()
+        for record in records:
+            actors = (record.get("request") or {}).get("actors") or {}
+            approvers.update(str(user) for user in actors.get("approvers") or [])
         for step in plan.service_steps() if plan else []:
             steps = by_group.get(step.group_id, {})
             for approval in steps.get("approval", {}).get("approvals", []):
@@ -214,13 +219,31 @@ def _health_text(record: dict[str, Any] | None) -> str | None:
     return f"{state} ({health['detail']})"
 
 
+def _overrides_text(constraints: dict[str, Any]) -> str:
+    """Describe the freeze windows an AUTHORIZE overrode, for the audit's decision lines."""
+    overrides = constraints.get("freeze_override")
+    if not isinstance(overrides, list):
+        return ""
+    parts = [
+        f"freeze window {item.get('window')} overridden by "
+        f"{', '.join(map(str, item.get('by') or [])) or 'nobody'} ({item.get('role')})"
+        for item in overrides
+        if isinstance(item, dict)
+    ]
+    return "; ".join(parts)
+
+
 def _decisions(records: list[dict[str, Any]]) -> list[DecisionEntry]:
     entries = []
     for record in records:
         decision = record.get("decision")
         if not decision:
             continue
-        detail = decision.get("reason") or decision.get("missing_artifact") or ""
+        detail = (
+            decision.get("reason")
+            or decision.get("missing_artifact")
+            or _overrides_text(decision.get("constraints") or {})
+        )
         entries.append(
             DecisionEntry(
                 step=record["task_id"],

@@ -160,9 +160,10 @@ class VerifyMigrationsOperator(ServiceStepOperator):
             env.ctx, env.plan, env.digest,
             action="migration.rewind",
             service=env.step.service,
-            approvers=sorted(approvers),
+            approvers=env.approvers(approvers),
             repo_ref=env.phase.from_ref,
             extra_artifacts=artifacts,
+            freeze_acknowledged=env.freeze_acknowledged,
         )
         decision = governing.ask(env.ctx, request, self.log)
         details = {"migration_state": records, **governing.decision_record(request, decision)}

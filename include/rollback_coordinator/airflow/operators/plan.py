@@ -10,8 +10,21 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from rollback_coordinator.airflow import governing
+from rollback_coordinator.airflow.awaiting import (
+    Awaited,
+    escalation_reason,
+    park_for_roles,
+    record_response,
+    response_from_event,
+)
 from rollback_coordinator.airflow.runtime import RunContext, run_context, utc_now
 from rollback_coordinator.airflow.trail import RunTrail
+from rollback_coordinator.core.approvals import (
+    PLAN_GROUP,
+    ApprovalStore,
+    plan_roles,
+    satisfied_roles,
+)
 from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.decisions import Escalate
 from rollback_coordinator.core.errors import CoordinatorError
@@ -33,17 +46,20 @@ class AuthorizePlanOperator(BaseOperator):
 
     A run started with ``plan_sha256`` executes exactly that plan file, made earlier with
     ``rollback-coordinator plan``. Without it, a fresh plan is built from the trigger form, and
-    the user who triggered the run is its author.
+    the user who triggered the run is its author. When the governor escalates the whole plan,
+    as it does inside a freeze window, the step waits for an approval of the plan by the role
+    it names, then requests a decision again with that approver.
     """
 
     template_fields: Sequence[str] = ()
     ui_color = "#ede7f6"
 
-    def __init__(self, *, batch_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, batch_id: str, timeout_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_id = batch_id
+        self.timeout_s = timeout_s
 
-    def execute(self, context: Any) -> dict[str, str]:
+    def execute(self, context: Any) -> dict[str, Any]:
         started_at = utc_now()
         ctx = run_context(context, self.batch_id)
         try:
@@ -55,13 +71,38 @@ class AuthorizePlanOperator(BaseOperator):
         for line in plan_lines(plan, digest):
             self.log.info("%s", line)
         self._check_fits(ctx, plan, digest, context["dag"].task_ids)
+        return self._decide(ctx, plan, digest, context, started_at)
 
+    def resume_with_response(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        started_at = utc_now()
+        ctx = run_context(context, self.batch_id)
+        plan, digest = self._awaited_plan(ctx)
+        awaited = self._awaited(ctx, plan, digest, started_at)
+        roles = awaited.store().requested_roles(plan.batch, digest, PLAN_GROUP)
+        record_response(awaited, self.task_id, response_from_event(event), roles, self.log)
+        # Files may have changed while the run waited.
+        self._check_fits(ctx, plan, digest, context["dag"].task_ids)
+        return self._decide(ctx, plan, digest, context, started_at)
+
+    def _decide(
+        self, ctx: RunContext, plan: Plan, digest: str, context: Any, started_at: str
+    ) -> dict[str, Any]:
+        store = ApprovalStore(ctx.places.approvals_dir)
+        escalation = store.requested_roles(plan.batch, digest, PLAN_GROUP)
+        valid, _ = satisfied_roles(
+            store.list(plan.batch, digest, PLAN_GROUP), plan, PLAN_GROUP, ctx.governance,
+            ctx.runner, escalation,
+        )
+        approvers = sorted({approval.user for approval in valid})
+        override_roles = plan_roles(plan, ctx.governance)
+        acknowledged = any(approval.role in override_roles for approval in valid)
         request = governing.build_request(
             ctx, plan, digest,
             action="rollback.plan",
             service=None,
-            approvers=[],
+            approvers=approvers,
             repo_ref=plan.phases[0].from_ref,
+            freeze_acknowledged=acknowledged,
         )
         decision = governing.ask(ctx, request, self.log)
         details = {"plan_sha256": digest, **governing.decision_record(request, decision)}
@@ -72,18 +113,76 @@ class AuthorizePlanOperator(BaseOperator):
             self._record(ctx, started_at, "failed", trail=trail, **details)
             raise
         if isinstance(outcome, Escalate):
-            self._record(ctx, started_at, "failed", trail=trail, **details)
-            raise AirflowFailException(
-                f"governor escalated plan {digest[:12]} of batch {plan.batch} to role "
-                f"'{outcome.human_review_required}'; plan-level review is not automated: have "
-                f"that role make the plan with 'rollback-coordinator plan' and execute it"
+            role = outcome.human_review_required
+            self._record(ctx, started_at, "waiting", trail=trail, **details)
+            self.log.info(
+                "batch %s: governor escalated plan %s to role %s (decision %s, rule %s); "
+                "waiting for an approval of the whole plan: respond in Airflow's required "
+                "actions, or run: rollback-coordinator approve %s --service %s --role %s "
+                "--plan %s",
+                plan.batch, digest[:12], role, decision.decision_id, decision.rule or "not given",
+                plan.batch, PLAN_GROUP, role, digest,
+            )
+            park_for_roles(
+                self._awaited(ctx, plan, digest, started_at), context, [role],
+                escalation_reason(outcome), self.timeout_s,
+            )
+        store.clear_request(plan.batch, digest, PLAN_GROUP)
+        for approval in valid:
+            self.log.info(
+                "batch %s: plan %s approved by %s as %s at %s (via %s)",
+                plan.batch, digest[:12], approval.user, approval.role, approval.approved_at,
+                approval.via,
             )
         trail.check_ready()
         details["notifications"] = trail.notify(
             "run_started", f"rollback of {plan.batch} started by {ctx.runner} with plan {digest[:12]}"
         )
+        details["approvals"] = [vars(approval) for approval in valid]
         self._record(ctx, started_at, "succeeded", trail=trail, **details)
-        return {"sha256": digest, "path": str(plan_path(ctx.places.plans_dir, plan.batch, digest))}
+        return {
+            "sha256": digest,
+            "path": str(plan_path(ctx.places.plans_dir, plan.batch, digest)),
+            "approvers": approvers,
+            "freeze_acknowledged": acknowledged,
+        }
+
+    def _awaited(self, ctx: RunContext, plan: Plan, digest: str, started_at: str) -> Awaited:
+        def record(task_id: str, kind: str, outcome: str, **details: Any) -> None:
+            del task_id, kind  # always this task's approval of the plan
+            trail = RunTrail(ctx, plan.profile)
+            self._record(ctx, started_at, outcome, trail=trail, plan_sha256=digest, **details)
+
+        services = ", ".join(step.service for step in plan.service_steps())
+        return Awaited(
+            ctx=ctx,
+            plan=plan,
+            digest=digest,
+            group_id=PLAN_GROUP,
+            subject="the whole plan",
+            service=None,
+            own_roles=(),
+            change=f"rolls back batch {plan.batch} ({services})",
+            record=record,
+        )
+
+    def _awaited_plan(self, ctx: RunContext) -> tuple[Plan, str]:
+        """Load the plan this run parked on, from the approval request it published."""
+        store = ApprovalStore(ctx.places.approvals_dir)
+        for request in store.requests(self.batch_id):
+            if request.get("group_id") == PLAN_GROUP and request.get("run_id") == ctx.run_id:
+                digest = str(request.get("plan_sha256"))
+                try:
+                    return read_plan(
+                        plan_path(ctx.places.plans_dir, self.batch_id, digest),
+                        expected_sha256=digest,
+                    )
+                except CoordinatorError as error:
+                    raise AirflowFailException(str(error)) from None
+        raise AirflowFailException(
+            f"batch {self.batch_id}: run {ctx.run_id} has no approval request for its plan, "
+            f"so the response cannot be matched to a plan; nothing was executed"
+        )
 
     def _settle_plan(self, ctx: RunContext, params: Any) -> tuple[Plan, str]:
         requested = str(params.get("plan_sha256") or "").strip()
