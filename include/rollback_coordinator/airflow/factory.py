@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from typing import Any
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, get_parsing_context
 
@@ -164,23 +165,15 @@ def build_rollback_dag(
         params=trigger_params(governance),
         default_args={"owner": "release-engineering", "retries": 0},
     ) as dag:
-        plan_task = AuthorizePlanOperator(
-            task_id=PLAN_TASK_ID,
-            task_display_name="Authorize plan",
-            batch_id=batch_id,
-            timeout_s=governance.approvals.timeout_s,
-        )
+        plan_task = AuthorizePlanOperator(task_id=PLAN_TASK_ID, task_display_name="Authorize plan")
         audit_task = AuditRunOperator(
-            task_id=AUDIT_TASK_ID,
-            task_display_name="Audit",
-            batch_id=batch_id,
-            trigger_rule=TriggerRule.ALL_DONE,
+            task_id=AUDIT_TASK_ID, task_display_name="Audit", trigger_rule=TriggerRule.ALL_DONE
         )
 
         ends = {}
         for step in shape.service_steps():
             retries = services.services[step.service].retries
-            first, last = _service_group(step, batch_id, governance, retries)
+            first, last = _service_group(step, batch_id, retries)
             ends[step.group_id] = (first, last)
 
         for step in shape.service_steps():
@@ -193,30 +186,32 @@ def build_rollback_dag(
     return dag
 
 
-def _service_group(step: ServiceStep, batch_id: str, governance: Governance, retries: int):
+_OPERATORS = {
+    "health_before": HealthCheckOperator,
+    "approval": RoleApprovalOperator,
+    "authorize": AuthorizeServiceOperator,
+    "verify_migrations": VerifyMigrationsOperator,
+    "rollback": RollbackScriptOperator,
+    "health_after": HealthCheckOperator,
+}
+
+
+def _service_group(step: ServiceStep, batch_id: str, retries: int):
+    """Add the task group of one service's steps; return its first and last task."""
     label = step.service if step.batch == batch_id else f"{step.service} (batch {step.batch})"
-    common = {"batch_id": batch_id, "group_id": step.group_id}
-    approvals = governance.approvals
-    with TaskGroup(step.group_id, tooltip=f"Roll back {label}") as _group:
+    with TaskGroup(step.group_id, tooltip=f"Roll back {label}"):
         tasks = []
         for kind in step.steps:
             name = STEP_NAMES[kind]
             if kind == "approval":
                 name = f"Approval by {', '.join(step.approvals)}"
-            options = {"task_id": kind, "task_display_name": name, **common}
-            if kind in ("health_before", "health_after"):
-                task = HealthCheckOperator(when=kind.removeprefix("health_"), **options)
-            elif kind == "approval":
-                task = RoleApprovalOperator(timeout_s=approvals.timeout_s, **options)
-            elif kind == "authorize":
-                task = AuthorizeServiceOperator(timeout_s=approvals.timeout_s, **options)
-            elif kind == "verify_migrations":
-                task = VerifyMigrationsOperator(**options)
-            else:
-                task = RollbackScriptOperator(retries=retries, **options)
-            tasks.append(task)
+            options: dict[str, Any] = {"task_id": kind, "task_display_name": name}
+            if not tasks:
+                # A service the run's plan leaves out is skipped; the services after it must
+                # still run.
+                options["trigger_rule"] = TriggerRule.NONE_FAILED
+            if kind == "rollback":
+                options["retries"] = retries
+            tasks.append(_OPERATORS[kind](**options))
         chain(*tasks)
-    # A service the run's plan leaves out is skipped; the services after it must still run.
-    tasks[0].trigger_rule = TriggerRule.NONE_FAILED
     return tasks[0], tasks[-1]
-

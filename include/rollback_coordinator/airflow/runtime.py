@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from rollback_coordinator.core.batch_id import batch_id_from_dag_id
 from rollback_coordinator.core.consistency import check_services_against_governance
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.governance import Governance, load_governance
@@ -87,6 +88,38 @@ class RunContext:
         self.records.folder.mkdir(parents=True, exist_ok=True)
         path = self.records.folder / f"{TERMINATED_RECORD}.json"
         path.write_text(json.dumps(reason, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+class RollbackTask:
+    """Mixin of the coordinator's operators: the batch and the service group of a task.
+
+    Both are read from the DAG id and the task id, not passed to the constructor. Airflow
+    deep-copies the DAG's params once for every ``__init__`` in an operator's class chain,
+    so these operators define none, and a DAG file with thousands of tasks copies them once
+    per task, as for any plain operator.
+    """
+
+    dag_id: str
+    task_id: str
+
+    @property
+    def batch_id(self) -> str:
+        batch_id = batch_id_from_dag_id(self.dag_id, pattern=None)
+        if batch_id is None:
+            raise AirflowFailException(
+                f"task {self.task_id} is in DAG {self.dag_id}, which is not a rollback DAG"
+            )
+        return batch_id
+
+    @property
+    def group_id(self) -> str:
+        """Return the id of the task group of this service step ("" outside a group)."""
+        return self.task_id.rpartition(".")[0]
+
+    @property
+    def step_name(self) -> str:
+        """Return the task id within its group, such as health_before or rollback."""
+        return self.task_id.rpartition(".")[2]
 
 
 def run_context(context: Any, batch_id: str) -> RunContext:

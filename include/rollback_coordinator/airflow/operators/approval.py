@@ -14,19 +14,14 @@ from rollback_coordinator.airflow.awaiting import (
     record_response,
     response_from_event,
 )
+from rollback_coordinator.airflow.runtime import RollbackTask
 from rollback_coordinator.airflow.steps import StepEnvironment, load_step
 from rollback_coordinator.core.approvals import Approval, ApprovalStore, satisfied_roles
 from rollback_coordinator.core.decisions import Escalate
 
 
-class _PeopleStepOperator(BaseOperator):
+class _PeopleStepOperator(BaseOperator, RollbackTask):
     template_fields: Sequence[str] = ()
-
-    def __init__(self, *, batch_id: str, group_id: str, timeout_s: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.batch_id = batch_id
-        self.group_id = group_id
-        self.timeout_s = timeout_s
 
     def approvals(self, env: StepEnvironment, escalation: list[str] | None = None):
         store = ApprovalStore(env.ctx.places.approvals_dir)
@@ -74,7 +69,7 @@ class RoleApprovalOperator(_PeopleStepOperator):
             )
             park_for_roles(
                 env.awaited(), context, missing, "the service needs these approvals",
-                self.timeout_s,
+                env.ctx.governance.approvals.timeout_s,
             )
         _log_approvals(self.log, env, valid)
         ApprovalStore(env.ctx.places.approvals_dir).clear_request(
@@ -134,7 +129,8 @@ class AuthorizeServiceOperator(_PeopleStepOperator):
                 env.step.batch, env.step.service, role, decision.decision_id, decision.rule,
             )
             park_for_roles(
-                env.awaited(), context, [role], escalation_reason(outcome), self.timeout_s
+                env.awaited(), context, [role], escalation_reason(outcome),
+                env.ctx.governance.approvals.timeout_s,
             )
         store.clear_request(env.plan.batch, env.digest, self.group_id)
         env.record(self.task_id, "authorize", "succeeded", **details)

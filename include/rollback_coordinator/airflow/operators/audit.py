@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.observability.stats import Stats
 
-from rollback_coordinator.airflow.runtime import PLAN_TASK_ID, run_context, utc_now
+from rollback_coordinator.airflow.runtime import PLAN_TASK_ID, RollbackTask, run_context, utc_now
 from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.audit import (
     AuditRepository,
@@ -26,7 +26,7 @@ from rollback_coordinator.core.run_records import safe_name
 _FAILED_STATES = {"failed", "upstream_failed"}
 
 
-class AuditRunOperator(BaseOperator):
+class AuditRunOperator(BaseOperator, RollbackTask):
     """Record the run in the audit repository; runs whatever happened before it.
 
     Because it is the DAG's only leaf, Airflow would mark the run successful when it succeeds.
@@ -35,10 +35,6 @@ class AuditRunOperator(BaseOperator):
 
     template_fields: Sequence[str] = ()
     ui_color = "#eceff1"
-
-    def __init__(self, *, batch_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.batch_id = batch_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         ctx = run_context(context, self.batch_id)

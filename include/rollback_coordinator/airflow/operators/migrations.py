@@ -33,7 +33,6 @@ class VerifyMigrationsOperator(ServiceStepOperator):
     """Prove the service's database can be rewound, then ask the governor to rewind it."""
 
     ui_color = "#fff3e0"
-    step_kind = "verify_migrations"
 
     def run_step(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
         services = env.ctx.services

@@ -17,7 +17,7 @@ from rollback_coordinator.airflow.awaiting import (
     record_response,
     response_from_event,
 )
-from rollback_coordinator.airflow.runtime import RunContext, run_context, utc_now
+from rollback_coordinator.airflow.runtime import RollbackTask, RunContext, run_context, utc_now
 from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.approvals import (
     PLAN_GROUP,
@@ -41,7 +41,7 @@ from rollback_coordinator.core.registry import BatchRegistry
 from rollback_coordinator.core.render import plan_lines
 
 
-class AuthorizePlanOperator(BaseOperator):
+class AuthorizePlanOperator(BaseOperator, RollbackTask):
     """Build or load the run's plan, check it against the DAG and the files, then authorize it.
 
     A run started with ``plan_sha256`` executes exactly that plan file, made earlier with
@@ -53,11 +53,6 @@ class AuthorizePlanOperator(BaseOperator):
 
     template_fields: Sequence[str] = ()
     ui_color = "#ede7f6"
-
-    def __init__(self, *, batch_id: str, timeout_s: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.batch_id = batch_id
-        self.timeout_s = timeout_s
 
     def execute(self, context: Any) -> dict[str, Any]:
         started_at = utc_now()
@@ -125,7 +120,7 @@ class AuthorizePlanOperator(BaseOperator):
             )
             park_for_roles(
                 self._awaited(ctx, plan, digest, started_at), context, [role],
-                escalation_reason(outcome), self.timeout_s,
+                escalation_reason(outcome), ctx.governance.approvals.timeout_s,
             )
         store.clear_request(plan.batch, digest, PLAN_GROUP)
         for approval in valid:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from rollback_coordinator.airflow.runtime import RollbackTask
 from rollback_coordinator.airflow.steps import StepEnvironment, load_step
 from rollback_coordinator.core.health import HealthResult, check_command, check_http, check_tcp
 from rollback_coordinator.core.plan import file_sha256
@@ -57,17 +58,16 @@ def script_context(env: StepEnvironment) -> ScriptContext:
     )
 
 
-class ServiceStepOperator(BaseOperator):
+class ServiceStepOperator(BaseOperator, RollbackTask):
     """Common ground of the steps in a service's task group."""
 
     # Nothing from a batch, a commit or a trigger form is ever rendered as a Jinja template.
     template_fields: Sequence[str] = ()
-    step_kind = ""
 
-    def __init__(self, *, batch_id: str, group_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.batch_id = batch_id
-        self.group_id = group_id
+    @property
+    def step_kind(self) -> str:
+        """Return the kind of step the step records name: the task id within the group."""
+        return self.step_name
 
     def execute(self, context: Any) -> Any:
         env = load_step(context, self.batch_id, self.group_id)
@@ -78,14 +78,16 @@ class ServiceStepOperator(BaseOperator):
 
 
 class HealthCheckOperator(ServiceStepOperator):
-    """Check a service's health before or after its rollback, as services.yaml describes."""
+    """Check a service's health before or after its rollback, as services.yaml describes.
+
+    Its task id, health_before or health_after, selects which.
+    """
 
     ui_color = "#e3f2fd"
 
-    def __init__(self, *, when: Literal["before", "after"], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.when = when
-        self.step_kind = f"health_{when}"
+    @property
+    def when(self) -> str:
+        return self.step_name.removeprefix("health_")
 
     def run_step(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
         services = env.ctx.services
@@ -139,7 +141,6 @@ class RollbackScriptOperator(ServiceStepOperator):
     """Run a service's rollback script, as an argument list, with its context in the environment."""
 
     ui_color = "#ffebee"
-    step_kind = "rollback"
 
     def run_step(self, env: StepEnvironment, context: Any) -> dict[str, Any]:
         services = env.ctx.services
