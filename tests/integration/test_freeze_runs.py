@@ -12,6 +12,8 @@ import json
 
 import pytest
 
+from rollback_coordinator.core.approvals import PLAN_GROUP, ApprovalStore
+
 pytestmark = pytest.mark.airflow
 
 WINDOW = "code-freeze"
@@ -148,3 +150,18 @@ def test_override_bound_to_plan_digest(deployment):
     assert first["sha256"] != json.loads(deployment.plan_file("REL-1").read_text())["sha256"]
     assert result.returncode == 4
     assert deployment.script_runs() == []
+
+
+def test_status_names_whole_plan_request(deployment):
+    plan = deployment.plan("REL-1")
+    ApprovalStore(deployment.data_dir / "approvals").request(
+        "REL-1", plan["sha256"], PLAN_GROUP, ["release-manager"], "a freeze window",
+        run_id="manual__1", task_id="authorize_plan", dag_id="rollback_REL-1",
+    )
+
+    shown = deployment.cli("status", "REL-1").stdout
+
+    assert (
+        "waiting for approval: the whole plan (--service PLAN) by release-manager for plan "
+        f"{plan['sha256'][:12]} (run manual__1" in shown
+    )

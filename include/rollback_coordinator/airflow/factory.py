@@ -176,13 +176,17 @@ def build_rollback_dag(
             first, last = _service_group(step, batch_id, retries)
             ends[step.group_id] = (first, last)
 
+        # Each call hashes the DAG, task ids included, for the calling task and every task it
+        # names, so one call per task with all its relatives hashes it least often.
+        starts = []
         for step in shape.service_steps():
             first = ends[step.group_id][0]
-            for group_id in step.after:
-                ends[group_id][1] >> first
-            if not step.after:
-                plan_task >> first
-        [plan_task, *(last for _, last in ends.values())] >> audit_task
+            if step.after:
+                first.set_upstream([ends[group_id][1] for group_id in step.after])
+            else:
+                starts.append(first)
+        plan_task.set_downstream(starts)
+        audit_task.set_upstream([plan_task, *(last for _, last in ends.values())])
     return dag
 
 

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from rollback_coordinator.cli.output import EXIT_OK, Printer
-from rollback_coordinator.core.approvals import ApprovalStore
+from rollback_coordinator.core.approvals import PLAN_GROUP, ApprovalStore
 from rollback_coordinator.core.batch_id import validate_batch_id
 from rollback_coordinator.core.run_records import RunRecords, list_runs
 from rollback_coordinator.core.settings import locations
@@ -42,8 +42,11 @@ def run(args: argparse.Namespace, printer: Printer) -> int:
         if isinstance(request.get("roles"), list) and request.get("group_id")
     ]
     for request in waiting:
+        group = str(request["group_id"])
+        if group == PLAN_GROUP:
+            group = f"the whole plan (--service {PLAN_GROUP})"
         lines.append(
-            f"waiting for approval: {request['group_id']} by {', '.join(map(str, request['roles']))}"
+            f"waiting for approval: {group} by {', '.join(map(str, request['roles']))}"
             f" for plan {str(request.get('plan_sha256', '?'))[:12]} "
             f"(run {request.get('run_id', '?')}, since {request.get('requested_at', '?')})"
         )

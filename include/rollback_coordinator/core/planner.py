@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -68,29 +69,34 @@ class TouchedServices:
         self._services = services
         self._cache: dict[str, list[str]] = {}
         self._by_sequence = sorted(batches.values(), key=lambda batch: batch.sequence)
+        self._sequences = [batch.sequence for batch in self._by_sequence]
 
     def of(self, batch_id: str) -> list[str]:
         if batch_id not in self._cache:
             self._cache[batch_id] = self._services.touched_services(self._batches[batch_id].files)
         return self._cache[batch_id]
 
-    def newer_overlapping(self, batch_id: str) -> list[tuple[str, list[str]]]:
+    def newer_overlapping(
+        self, batch_id: str, limit: int | None = None
+    ) -> list[tuple[str, list[str]]]:
         """Return the newer batches whose rollback must come first, newest first.
 
         Overlap is transitive: a batch that touches what an overlapping batch touched must be
-        rolled back too, or that rollback would undo it silently.
+        rolled back too, or that rollback would undo it silently. With ``limit``, the search
+        stops once it has found that many, and returns the oldest of them.
         """
         target = self._batches[batch_id]
         at_risk = set(self.of(batch_id))
         found: list[tuple[str, list[str]]] = []
-        for batch in self._by_sequence:
-            if batch.sequence <= target.sequence:
-                continue
+        start = bisect.bisect_right(self._sequences, target.sequence)
+        for batch in self._by_sequence[start:]:
             touched = self.of(batch.id)
             shared = sorted(at_risk.intersection(touched))
             if shared:
                 found.append((batch.id, shared))
                 at_risk.update(touched)
+                if limit is not None and len(found) >= limit:
+                    break
         return list(reversed(found))
 
 
@@ -114,7 +120,9 @@ def build_plan(
         raise PlanError(f"batch {request.batch} is not registered (known batches: {known})")
 
     touched = touched or TouchedServices(batches, services)
-    overlaps = touched.newer_overlapping(request.batch)
+    # A DAG shape needs to know only whether the cascade exceeds the cap, not how far.
+    limit = MAX_CASCADE_BATCHES + 1 if request.shape_only else None
+    overlaps = touched.newer_overlapping(request.batch, limit)
     if overlaps and not request.cascade:
         raise OverlapError(request.batch, overlaps)
     if len(overlaps) > MAX_CASCADE_BATCHES:
