@@ -69,9 +69,12 @@ class RunContext:
             )
         return authorized
 
-    def plan(self, ti: Any) -> tuple[Plan, str]:
-        """Load the plan that the plan authorization step approved for this run."""
-        digest = self.authorization(ti)["sha256"]
+    def plan(self, ti: Any, authorization: dict[str, Any] | None = None) -> tuple[Plan, str]:
+        """Load the plan that the plan authorization step approved for this run.
+
+        ``authorization`` is what ``authorization(ti)`` returned, when the caller has it.
+        """
+        digest = (authorization or self.authorization(ti))["sha256"]
         path = plan_path(self.places.plans_dir, self.batch_id, digest)
         try:
             return read_plan(path, expected_sha256=digest)

@@ -98,7 +98,7 @@ def load_step(context: Any, batch_id: str, group_id: str) -> StepEnvironment:
         )
 
     authorization = ctx.authorization(context["ti"])
-    plan, digest = ctx.plan(context["ti"])
+    plan, digest = ctx.plan(context["ti"], authorization)
     step = plan.find(group_id)
     if step is None:
         reasons = dict(plan.skipped)
