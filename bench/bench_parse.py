@@ -108,6 +108,9 @@ def _compare(
     cpu = {name: Samples() for name in files}
     process = {name: Samples() for name in files}
     memory = {name: Samples(unit="MiB") for name in files}
+    collecting = {name: Samples() for name in files}
+    full_collections = {name: Samples(unit="full collections") for name in files}
+    objects = {name: Samples(unit="objects") for name in files}
     for round_number in range(1, settings.samples + 1):
         # Interleaved rounds, so a slow spell of the machine hits every contender alike.
         for name, path in files.items():
@@ -117,6 +120,9 @@ def _compare(
             cpu[name].add(result["dagbag_cpu_s"])
             process[name].add(result["process_s"])
             memory[name].add(result["peak_rss_mib"])
+            collecting[name].add(result["gc_s"])
+            full_collections[name].add(result["gc_full_count"])
+            objects[name].add(result["objects_after"])
 
     workload = f"{batches} batches x 30 services: {first['dags']} DAGs, {first['tasks']} tasks, " \
            f"{first['edges']} edges"
@@ -130,6 +136,13 @@ def _compare(
                   "floor", None, "", command),
         ratio_row("factory parse, whole process", process["factory"], process["floor"],
                   "floor", None, "", command),
+        ratio_row("garbage collection within the DagBag call", collecting["factory"],
+                  collecting["floor"], "floor", None, "", command),
+        ratio_row("full (generation 2) collections within the DagBag call",
+                  full_collections["factory"], full_collections["floor"], "floor", None, "",
+                  command),
+        ratio_row("objects the collector tracks after the parse", objects["factory"],
+                  objects["floor"], "floor", None, "", command),
         ratio_row("peak memory of the parse process (ru_maxrss)", memory["factory"],
                   memory["floor"], "floor", None, "", command),
         ratio_row("peak memory of the parse process (ru_maxrss)", memory["factory"],

@@ -11,6 +11,7 @@ timed call measures what each parse pays: the DAG file's own imports and the DAG
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -26,6 +27,23 @@ def _rss_mib() -> float:
     """Return the resident set size of this process now."""
     resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
     return resident_pages * _PAGE_BYTES / 2**20
+
+
+class _CollectionTimer:
+    """Total time and count of the garbage collections of each generation while it is on."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.seconds[generation] += time.perf_counter() - self._started
+        self.counts[generation] += 1
 
 
 def main() -> None:
@@ -48,6 +66,8 @@ def main() -> None:
     imported = time.perf_counter()
     cpu_before = time.process_time()
     rss_before = _rss_mib()
+    collections = _CollectionTimer()
+    gc.callbacks.append(collections)
 
     if args.task_start:
         bag = DagBag(dag_folder=str(args.dag_file), safe_mode=False, load_op_links=False)
@@ -55,6 +75,7 @@ def main() -> None:
         bag = DagBag(dag_folder=str(args.dag_file))
     loaded = time.perf_counter()
     cpu_s = time.process_time() - cpu_before
+    gc.callbacks.remove(collections)
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if bag.import_errors:
@@ -75,6 +96,10 @@ def main() -> None:
         ),
         "rss_before_mib": rss_before,
         "peak_rss_mib": peak_mib,
+        "gc_s": sum(collections.seconds),
+        "gc_full_s": collections.seconds[2],
+        "gc_full_count": collections.counts[2],
+        "objects_after": len(gc.get_objects()),
     }
     print(json.dumps(result))
 

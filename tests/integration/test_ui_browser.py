@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
 ]
 DAG_ID = "rollback_REL-7"
 REASON = "orders fail after REL-7"
-APPROVAL_SUBJECT = "Approve the rollback of api (batch REL-7)"
+APPROVAL_SUBJECT = "Approve the rollback of service api (batch REL-7)"
 RUN_TIMEOUT_S = 240
 UI_TIMEOUT_MS = 30_000
 
