@@ -121,7 +121,7 @@ class Samples:
 
     def spread(self) -> str:
         """Return the range of the samples, to show how noisy the median is."""
-        if len(self.values) < 2:
+        if len(self.values) < 2 or min(self.values) == max(self.values):
             return ""
         low = format_value(min(self.values), self.unit)
         high = format_value(max(self.values), self.unit)
@@ -133,6 +133,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
     if unit == "MiB":
         return f"{value:.0f} MiB"
+    if value == int(value):
+        return f"{value:,.0f} {unit}"
     return f"{value:g} {unit}"
 
 
