@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests_support import GOVERNANCE_YAML, RECORDING_SCRIPT, git, services_yaml
+from tests_support import GOVERNANCE_YAML, git, services_yaml, write_config
 
 BIN = Path(sys.executable).parent
 
@@ -78,13 +77,8 @@ def deployment(tmp_path: Path, airflow_db: None) -> Deployment:
     """A repository with one batch REL-1 touching all four services, and its config."""
     root = tmp_path
     repo, config_dir, data_dir = root / "repo", root / "config", root / "data"
-    (config_dir / "scripts").mkdir(parents=True)
     data_dir.mkdir()
-    script = config_dir / "scripts" / "record.sh"
-    script.write_text(RECORDING_SCRIPT)
-    script.chmod(0o755)
-    (config_dir / "services.yaml").write_text(services_yaml())
-    (config_dir / "governance.yaml").write_text(GOVERNANCE_YAML)
+    write_config(config_dir, services_yaml(), GOVERNANCE_YAML)
 
     repo.mkdir()
     git(repo, "init", "--quiet", "--initial-branch=main")

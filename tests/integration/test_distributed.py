@@ -11,14 +11,20 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from rollback_coordinator.demo.distributed import WORKERS, missing_binaries, start_distributed
-from tests_support import GOVERNANCE_YAML, RECORDING_SCRIPT, git
+from tests_support import (
+    GOVERNANCE_YAML,
+    admin_get,
+    commit_all,
+    free_port,
+    init_repository,
+    write_config,
+)
+from tests_support import wait_for_run as wait_for_stack_run
 
 # Starting PostgreSQL, Redis and six Airflow processes takes a minute or two on two cores.
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
@@ -36,12 +42,6 @@ SERVICES_YAML = "services:\n" + "".join(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory):
     missing = missing_binaries()
@@ -49,14 +49,11 @@ def layout(tmp_path_factory):
         pytest.skip(f"server programs missing: {'; '.join(missing)}")
     root = tmp_path_factory.mktemp("layout")
     config, data, repo = root / "config", root / "data", root / "repo"
-    (config / "scripts").mkdir(parents=True)
     data.mkdir()
-    script = config / "scripts" / "record.sh"
-    script.write_text(RECORDING_SCRIPT)
-    script.chmod(0o755)
-    (config / "services.yaml").write_text(SERVICES_YAML)
-    (config / "governance.yaml").write_text(GOVERNANCE_YAML)
-    build_repository(repo)
+    write_config(config, SERVICES_YAML, GOVERNANCE_YAML)
+    init_repository(repo)
+    commit_all(repo, "REL-9: ship four services",
+               {f"services/{service}": "2\n" for service in SERVICES})
 
     env = {**os.environ, "ROLLBACK_CONFIG_DIR": str(config), "ROLLBACK_DATA_DIR": str(data)}
     # Planning registers the batch, so its DAG exists from the dag-processor's first parse.
@@ -73,21 +70,6 @@ def layout(tmp_path_factory):
     stack = start_distributed(root / "layout", data, config, free_port(), concurrency=1)
     yield {"stack": stack, "env": env, "plan_file": plan_file}
     stack.stop()
-
-
-def build_repository(repo: Path) -> None:
-    repo.mkdir()
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, "config", "user.email", "dev@example.com")
-    git(repo, "config", "user.name", "Dev")
-    (repo / "README.md").write_text("app\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "Initial release")
-    for service in SERVICES:
-        (repo / "services" / service).mkdir(parents=True)
-        (repo / "services" / service / "VERSION").write_text("2\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "REL-9: ship four services")
 
 
 def execute_as(layout, user: str) -> str:
@@ -108,22 +90,11 @@ def execute_as(layout, user: str) -> str:
 
 
 def api_get(stack, path: str):
-    token = requests.post(f"{stack.url}/auth/token", json={
-        "username": "admin", "password": stack.passwords["admin"]}, timeout=30).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    response = requests.get(f"{stack.url}{path}", headers=headers, timeout=30)
-    response.raise_for_status()
-    return response.json()
+    return admin_get(stack, path)
 
 
 def wait_for_run(stack, dag_id: str, run_id: str) -> dict:
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        run = api_get(stack, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        if run.get("state") in ("success", "failed"):
-            return run
-        time.sleep(2)
-    raise AssertionError(f"run {run_id} did not finish within {RUN_TIMEOUT_S} s")
+    return wait_for_stack_run(stack, dag_id, run_id, RUN_TIMEOUT_S)
 
 
 def worker_that_ran(stack, task_instance_id: str) -> str | None:

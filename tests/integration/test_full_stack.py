@@ -6,8 +6,6 @@ One user plans, another triggers through the REST API, a third approves while th
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +17,17 @@ import requests
 from rollback_coordinator.core.run_records import safe_name
 from rollback_coordinator.core.signing import generate_keypair
 from rollback_coordinator.demo.stack import stack_environment, start_stack
-from tests_support import GOVERNANCE_YAML, RECORDING_SCRIPT, git, services_yaml
+from tests_support import (
+    GOVERNANCE_YAML,
+    admin_get,
+    commit_all,
+    free_port,
+    git,
+    init_repository,
+    services_yaml,
+    write_config,
+)
+from tests_support import wait_for_run as wait_for_stack_run
 
 # Starting the stack takes about a minute and each approval waits for its step to settle.
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
@@ -28,25 +36,16 @@ RUN_TIMEOUT_S = 180
 FREEZE = "prod-freeze"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("stack")
     config, data, repo = root / "config", root / "data", root / "repo"
-    (config / "scripts").mkdir(parents=True)
     data.mkdir()
-    script = config / "scripts" / "record.sh"
-    script.write_text(RECORDING_SCRIPT)
-    script.chmod(0o755)
-    (config / "services.yaml").write_text(services_yaml(approvals=True))
     keys = generate_keypair(root / "keys")
     # Production is frozen for good; gina may break the freeze. Staging is not frozen.
-    (config / "governance.yaml").write_text(
+    write_config(
+        config,
+        services_yaml(approvals=True),
         GOVERNANCE_YAML.replace("roles:\n", "roles:\n  release-manager: [gina]\n")
         + f"audit:\n  signing_key_file: {keys.private_key_path}\n"
         + "freeze_windows:\n"
@@ -54,25 +53,12 @@ def stack(tmp_path_factory):
         + "    start: 2020-01-01T00:00:00+00:00\n"
         + "    end: 2100-01-01T00:00:00+00:00\n"
         + "    environments: [prod]\n"
-        + "    override_role: release-manager\n"
+        + "    override_role: release-manager\n",
     )
-    repo.mkdir()
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, "config", "user.email", "dev@example.com")
-    git(repo, "config", "user.name", "Dev")
-    (repo / "README.md").write_text("app\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "Initial release")
-    (repo / "services").mkdir()
-    for service in ("api", "worker"):
-        (repo / "services" / service).mkdir()
-        (repo / "services" / service / "VERSION").write_text("2\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "REL-7: ship the api and the worker")
-    (repo / "automations").mkdir()
-    (repo / "automations" / "VERSION").write_text("3\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "REL-8: tune the nightly automations")
+    init_repository(repo)
+    commit_all(repo, "REL-7: ship the api and the worker",
+               {"services/api": "2\n", "services/worker": "2\n"})
+    commit_all(repo, "REL-8: tune the nightly automations", {"automations": "3\n"})
 
     (config / "watch.yaml").write_text(
         f"watch:\n  repository: {repo}\n  interval_minutes: 1\n  dag_poke_interval_s: 5\n"
@@ -108,21 +94,11 @@ def cli(stack, *args, user=None, actor=None, check=True):
 
 
 def api_get(stack, path):
-    base = stack["stack"].url
-    token = requests.post(f"{base}/auth/token", json={
-        "username": "admin", "password": stack["stack"].passwords["admin"]}, timeout=30).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    return requests.get(f"{base}{path}", headers=headers, timeout=30).json()
+    return admin_get(stack["stack"], path, check=False)
 
 
 def wait_for_run(stack, dag_id, run_id, states=("success", "failed")):
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        run = api_get(stack, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        if run.get("state") in states:
-            return run
-        time.sleep(2)
-    raise AssertionError(f"run {run_id} did not reach {states} within {RUN_TIMEOUT_S} s")
+    return wait_for_stack_run(stack["stack"], dag_id, run_id, RUN_TIMEOUT_S, states)
 
 
 def wait_for_request(stack, digest, group="api", batch="REL-7", task_id=None):

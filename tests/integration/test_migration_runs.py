@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
+
+from tests_support import free_port
 
 pytestmark = pytest.mark.airflow
 
@@ -26,14 +27,8 @@ def verify_step(deployment) -> dict:
     return next(step for step in status["runs"][0]["steps"] if step["task_id"] == "db.verify_migrations")
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_unreachable_database_stops_db_rollback(deployment):
-    read_history_through(deployment, f"postgresql://app:secret@127.0.0.1:{closed_port()}/orders")
+    read_history_through(deployment, f"postgresql://app:secret@127.0.0.1:{free_port()}/orders")
     deployment.plan("REL-1")
 
     result = deployment.cli("execute", str(deployment.plan_file("REL-1")), check=False)

@@ -7,12 +7,13 @@ DENY, a TERMINATE_RUN or any failure to get a well-formed answer, no rollback sc
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests_support import free_port
 
 pytestmark = pytest.mark.airflow
 
@@ -69,12 +70,6 @@ class GovernorServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def use_remote_governor(deployment, port: int) -> None:
@@ -135,7 +130,7 @@ def test_no_script_runs_without_authorization(deployment, governor, mode):
 
 
 def test_unreachable_governor_denies(deployment):
-    use_remote_governor(deployment, closed_port())
+    use_remote_governor(deployment, free_port())
     deployment.plan("REL-1")
 
     result = deployment.cli("execute", str(deployment.plan_file("REL-1")), check=False)

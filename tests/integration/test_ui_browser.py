@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-import requests
 from playwright.sync_api import sync_playwright
 
 from rollback_coordinator.airflow.factory import trigger_params
@@ -27,7 +25,16 @@ from rollback_coordinator.cli.airflow_api import SETTLE_S
 from rollback_coordinator.core.governance import load_governance
 from rollback_coordinator.core.run_records import safe_name
 from rollback_coordinator.demo.stack import stack_environment, start_stack
-from tests_support import GOVERNANCE_YAML, RECORDING_SCRIPT, git, services_yaml
+from tests_support import (
+    GOVERNANCE_YAML,
+    admin_get,
+    commit_all,
+    free_port,
+    init_repository,
+    services_yaml,
+    write_config,
+)
+from tests_support import wait_for_run as wait_for_stack_run
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
 BIN = Path(sys.executable).parent
@@ -45,24 +52,15 @@ RUN_TIMEOUT_S = 240
 UI_TIMEOUT_MS = 30_000
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
     config, data, repo = root / "config", root / "data", root / "repo"
-    (config / "scripts").mkdir(parents=True)
     data.mkdir()
-    script = config / "scripts" / "record.sh"
-    script.write_text(RECORDING_SCRIPT)
-    script.chmod(0o755)
-    (config / "services.yaml").write_text(services_yaml(approvals=True))
-    (config / "governance.yaml").write_text(GOVERNANCE_YAML)
-    build_repository(repo)
+    write_config(config, services_yaml(approvals=True), GOVERNANCE_YAML)
+    init_repository(repo)
+    commit_all(repo, "REL-7: ship the api and the worker",
+               {"services/api": "2\n", "services/worker": "2\n"})
 
     env = stack_environment(root / "airflow", data, config, free_port())
     # alice's plan also registers the batch, so its DAG exists from the first parse.
@@ -80,21 +78,6 @@ def ui(tmp_path_factory):
         "digest": json.loads(plan_file.read_text())["sha256"],
     }
     stack.stop()
-
-
-def build_repository(repo: Path) -> None:
-    repo.mkdir()
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, "config", "user.email", "dev@example.com")
-    git(repo, "config", "user.name", "Dev")
-    (repo / "README.md").write_text("app\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "Initial release")
-    for service in ("api", "worker"):
-        (repo / "services" / service).mkdir(parents=True)
-        (repo / "services" / service / "VERSION").write_text("2\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "REL-7: ship the api and the worker")
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +120,7 @@ def open_trigger_form(page, ui):
 
 
 def api_get(ui, path: str):
-    stack = ui["stack"]
-    token = requests.post(f"{stack.url}/auth/token", json={
-        "username": "admin", "password": stack.passwords["admin"]}, timeout=30).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    response = requests.get(f"{stack.url}{path}", headers=headers, timeout=30)
-    response.raise_for_status()
-    return response.json()
+    return admin_get(ui["stack"], path)
 
 
 def wait_until_parked(ui, run_id: str, task_id: str) -> None:
@@ -167,13 +144,7 @@ def wait_until_parked(ui, run_id: str, task_id: str) -> None:
 
 
 def wait_for_run(ui, run_id: str) -> dict:
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        run = api_get(ui, f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
-        if run.get("state") in ("success", "failed"):
-            return run
-        time.sleep(2)
-    raise AssertionError(f"run {run_id} did not finish within {RUN_TIMEOUT_S} s")
+    return wait_for_stack_run(ui["stack"], DAG_ID, run_id, RUN_TIMEOUT_S)
 
 
 def test_dag_docs_show_plan(ui, browser):

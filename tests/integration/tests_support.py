@@ -1,10 +1,15 @@
-"""Builders shared by the integration tests: recording scripts, services.yaml, governance.yaml."""
+"""Helpers shared by the integration tests: config files, repositories, ports, REST polling."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
+
+import requests
 
 
 def git(repo: Path, *args: str) -> str:
@@ -68,3 +73,72 @@ review_role: reviewer
 approvals:
   timeout_s: 300
 """
+
+
+def free_port() -> int:
+    """Return a port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_config(config: Path, services: str, governance: str) -> None:
+    """Write services.yaml, governance.yaml and the recording script into ``config``."""
+    (config / "scripts").mkdir(parents=True)
+    script = config / "scripts" / "record.sh"
+    script.write_text(RECORDING_SCRIPT)
+    script.chmod(0o755)
+    (config / "services.yaml").write_text(services)
+    (config / "governance.yaml").write_text(governance)
+
+
+def init_repository(repo: Path) -> None:
+    """Create a repository whose first commit is the initial release."""
+    repo.mkdir()
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "config", "user.email", "dev@example.com")
+    git(repo, "config", "user.name", "Dev")
+    git(repo, "config", "commit.gpgsign", "false")
+    (repo / "README.md").write_text("app\n")
+    commit_all(repo, "Initial release")
+
+
+def commit_all(repo: Path, message: str, versions: dict[str, str] | None = None) -> None:
+    """Write each ``versions`` path's VERSION file, then commit every change."""
+    for folder, version in (versions or {}).items():
+        (repo / folder).mkdir(parents=True, exist_ok=True)
+        (repo / folder / "VERSION").write_text(version)
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", message)
+
+
+def admin_get(stack: Any, path: str, check: bool = True) -> Any:
+    """Return the JSON body of a GET on the stack's REST API, as its admin user.
+
+    With ``check`` False, an error status returns its body too, as when a DAG is not parsed
+    yet.
+    """
+    token = requests.post(f"{stack.url}/auth/token", json={
+        "username": "admin", "password": stack.passwords["admin"]}, timeout=30).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    response = requests.get(f"{stack.url}{path}", headers=headers, timeout=30)
+    if check:
+        response.raise_for_status()
+    return response.json()
+
+
+def wait_for_run(
+    stack: Any, dag_id: str, run_id: str, timeout_s: float, states=("success", "failed")
+) -> dict:
+    """Return the run once it reaches one of ``states``, polling the REST API."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            run = admin_get(stack, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        except requests.HTTPError:
+            # airflow standalone on SQLite returns HTTP 500 now and then while it is busy.
+            run = {}
+        if run.get("state") in states:
+            return run
+        time.sleep(2)
+    raise AssertionError(f"run {run_id} did not reach {', '.join(states)} within {timeout_s} s")
