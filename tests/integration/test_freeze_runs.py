@@ -130,11 +130,11 @@ def test_plan_approval_needs_override_role(deployment, actor, role, reason):
     freeze(deployment, override_role="release-manager")
     deployment.plan("REL-1")
 
-    refused = approve_plan(deployment, actor=actor, role=role, check=False)
+    rejected = approve_plan(deployment, actor=actor, role=role, check=False)
     result = deployment.cli("execute", str(deployment.plan_file("REL-1")), check=False)
 
-    assert refused.returncode == 4
-    assert reason in refused.stderr
+    assert rejected.returncode == 4
+    assert reason in rejected.stderr
     assert result.returncode == 4
     assert deployment.script_runs() == []
 
@@ -159,9 +159,9 @@ def test_status_names_whole_plan_request(deployment):
         run_id="manual__1", task_id="authorize_plan", dag_id="rollback_REL-1",
     )
 
-    shown = deployment.cli("status", "REL-1").stdout
+    output = deployment.cli("status", "REL-1").stdout
 
     assert (
         "waiting for approval: the whole plan (--service PLAN) by release-manager for plan "
-        f"{plan['sha256'][:12]} (run manual__1" in shown
+        f"{plan['sha256'][:12]} (run manual__1" in output
     )

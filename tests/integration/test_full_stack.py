@@ -166,12 +166,12 @@ def test_approval_by_user_without_role_does_not_count(stack):
     run_id = started["dag_run"]["dag_run_id"]
     wait_for_request(stack, digest)
 
-    refused = cli(stack, "approve", "REL-7", "--service", "api", "--role", "guardian",
+    rejected = cli(stack, "approve", "REL-7", "--service", "api", "--role", "guardian",
                   user="bob", check=False)
     cli(stack, "approve", "REL-7", "--service", "api", "--role", "guardian", user="guardian")
     run = wait_for_run(stack, "rollback_REL-7", run_id)
 
-    assert refused.returncode == 4
+    assert rejected.returncode == 4
     assert run["state"] == "success"
 
 
@@ -207,7 +207,7 @@ def test_freeze_override_waits_for_release_manager(stack):
     run_id = started["dag_run"]["dag_run_id"]
     request = wait_for_request(stack, digest, "PLAN", task_id="authorize_plan")
 
-    refused = cli(stack, "approve", "REL-7", "--service", "PLAN", "--role", "release-manager",
+    rejected = cli(stack, "approve", "REL-7", "--service", "PLAN", "--role", "release-manager",
                   user="guardian", check=False)
     cli(stack, "approve", "REL-7", "--service", "PLAN", "--role", "release-manager", user="gina")
     wait_for_request(stack, digest, "api", task_id="api.approval")
@@ -216,7 +216,7 @@ def test_freeze_override_waits_for_release_manager(stack):
 
     assert request["roles"] == ["release-manager"]
     assert f"rule freeze.{FREEZE}" in request["why"]
-    assert refused.returncode == 4
+    assert rejected.returncode == 4
     assert run["state"] == "success"
     chain = stack["data"] / "audit" / "records" / "REL-7" / f"{safe_name(run_id)}.jsonl"
     plan_records = [

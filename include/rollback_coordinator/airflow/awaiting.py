@@ -43,7 +43,7 @@ class Response:
 
 @dataclass(frozen=True)
 class Awaited:
-    """What a parked task waits on: approvals of one group of one plan.
+    """Approvals of one group of one plan that a parked task waits for.
 
     ``subject`` names the group for people ("service api", "the whole plan"), ``own_roles``
     are the roles the group needs in any case (a service's approvals), ``change`` describes
@@ -65,7 +65,7 @@ class Awaited:
 
 
 def park_for_roles(
-    awaited: Awaited, context: Any, roles: list[str], why: str, timeout_s: float
+    awaited: Awaited, context: Any, roles: list[str], reason: str, timeout_s: float
 ) -> None:
     """Publish the approval request and park the task until someone responds to it."""
     from airflow.sdk.execution_time.hitl import upsert_hitl_detail
@@ -73,7 +73,7 @@ def park_for_roles(
     ti = context["ti"]
     plan = awaited.plan
     awaited.store().request(
-        plan.batch, awaited.digest, awaited.group_id, roles, why,
+        plan.batch, awaited.digest, awaited.group_id, roles, reason,
         run_id=awaited.ctx.run_id, task_id=ti.task_id, dag_id=ti.dag_id,
     )
     RunTrail(awaited.ctx, plan.profile).notify(
@@ -86,7 +86,7 @@ def park_for_roles(
         ti_id=ti.id,
         options=[APPROVE, REJECT],
         subject=f"Approve the rollback of {awaited.subject} (batch {plan.batch})",
-        body=_request_body(awaited, roles, why),
+        body=_request_body(awaited, roles, reason),
         defaults=None,
         multiple=False,
         params={},
@@ -161,10 +161,10 @@ def record_response(
     return True
 
 
-def _request_body(awaited: Awaited, roles: list[str], why: str) -> str:
+def _request_body(awaited: Awaited, roles: list[str], reason: str) -> str:
     plan = awaited.plan
     return (
         f"Plan `{awaited.digest[:12]}` by {plan.author} {awaited.change} in "
-        f"{plan.environment} ({plan.profile} profile), because: {why}.\n\n"
+        f"{plan.environment} ({plan.profile} profile), because: {reason}.\n\n"
         f"Waiting for: {', '.join(roles)}. Responses by anyone else are ignored."
     )

@@ -21,7 +21,12 @@ from rollback_coordinator.cli.output import (
     Printer,
     current_actor,
 )
-from rollback_coordinator.core.approvals import PLAN_GROUP, ApprovalStore, satisfied_roles
+from rollback_coordinator.core.approvals import (
+    PLAN_GROUP,
+    ApprovalStore,
+    plan_approvals,
+    satisfied_roles,
+)
 from rollback_coordinator.core.batch_id import dag_id_for
 from rollback_coordinator.core.errors import CoordinatorError
 from rollback_coordinator.core.decisions import Escalate
@@ -151,9 +156,7 @@ def _check_plan_not_escalated(
     """
     if governance.governor != "embedded":
         return
-    valid, _ = satisfied_roles(
-        store.list(plan.batch, digest, PLAN_GROUP), plan, PLAN_GROUP, governance, actor
-    )
+    valid = plan_approvals(store, plan, digest, governance, actor)
     request = plan_request(
         plan, digest,
         action="rollback.plan",

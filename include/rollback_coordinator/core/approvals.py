@@ -193,6 +193,16 @@ def check_approval(
         )
 
 
+def plan_approvals(
+    store: ApprovalStore, plan: Plan, digest: str, governance: Governance, runner: str | None
+) -> list[Approval]:
+    """Return the valid approvals of the whole plan, in its override roles or requested ones."""
+    requested = store.requested_roles(plan.batch, digest, PLAN_GROUP)
+    records = store.list(plan.batch, digest, PLAN_GROUP)
+    valid, _ = satisfied_roles(records, plan, PLAN_GROUP, governance, runner, requested)
+    return valid
+
+
 def satisfied_roles(
     approvals: list[Approval],
     plan: Plan,

@@ -22,8 +22,8 @@ from rollback_coordinator.airflow.trail import RunTrail
 from rollback_coordinator.core.approvals import (
     PLAN_GROUP,
     ApprovalStore,
+    plan_approvals,
     plan_roles,
-    satisfied_roles,
 )
 from rollback_coordinator.core.batches import Batch
 from rollback_coordinator.core.decisions import Escalate
@@ -83,11 +83,7 @@ class AuthorizePlanOperator(BaseOperator, RollbackTask):
         self, ctx: RunContext, plan: Plan, digest: str, context: Any, started_at: str
     ) -> dict[str, Any]:
         store = ApprovalStore(ctx.places.approvals_dir)
-        escalation = store.requested_roles(plan.batch, digest, PLAN_GROUP)
-        valid, _ = satisfied_roles(
-            store.list(plan.batch, digest, PLAN_GROUP), plan, PLAN_GROUP, ctx.governance,
-            ctx.runner, escalation,
-        )
+        valid = plan_approvals(store, plan, digest, ctx.governance, ctx.runner)
         approvers = sorted({approval.user for approval in valid})
         override_roles = plan_roles(plan, ctx.governance)
         acknowledged = any(approval.role in override_roles for approval in valid)
